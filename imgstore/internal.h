@@ -96,4 +96,11 @@ int img_resolve_backing(const char *image_path, const char *name, char *out, siz
 /* Size of a regular file or block device. */
 int img_fd_size(int fd, uint64_t *ret);
 
+/* io.c: drives a synchronous producer into positional io_uring writes on
+ * fd_out. fill() puts up to cap bytes in buf for output offset *off and
+ * returns 1, or 0 at the end, or -errno (setting err itself). */
+typedef int (*img_fill_fn)(void *ud, uint8_t *buf, size_t cap, uint64_t *off, size_t *len);
+int img__pipe_fill_run(int fd_out, const ImgIoOptions *opts, img_fill_fn fill, void *ud,
+		       uint64_t *ret_bytes, FlError *err);
+
 #endif
