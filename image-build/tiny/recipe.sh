@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: MIT
+# fluid image recipe: tiny. Sourced by image-build/build-images, which sets
+# IB (image-build dir), ROOT, CACHE, AGENT, AGENT_SHA and sources lib/common.sh.
+#
+# Debian kernel (linux-image-amd64's current package, from apt, not the host's
+# /boot) + a busybox initramfs that loads the virtio/ext4 modules + an ext4
+# root disk with busybox (static), busybox init and fluid-agent.
+
+TINY_DISK_SIZE=256M
+TINY_MEMORY_MB=256
+TINY_CMDLINE="console=ttyS0 root=/dev/vda rootfstype=ext4 rw panic=-1 random.trust_cpu=on tsc=reliable quiet loglevel=4"
+
+# recipe_inputs: extra lines covered by the image hash (beyond the recipe
+# files and the agent): package versions that end up in the image.
+recipe_inputs() {
+	local k
+	k=$(kernel_pkg) || return 1
+	echo "kernel $k"
+	echo "busybox-static $(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null)"
+	echo "cmdline $TINY_CMDLINE"
+}
+
+recipe_check() {
+	dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' ||
+		die "tiny needs the busybox-static package (scripts/deps.sh installs it)"
+}
+
+# recipe_build OUT HASH: builds vmlinuz, initrd.img, disk.qcow2, image.json in OUT.
+recipe_build() {
+	local out=$1 hash=$2
+	local kdir kver stage kfmt
+	recipe_check
+	kdir=$(fetch_kernel)
+	read -r kver <"$kdir/KVER"
+	stage=$(mktemp -d "$CACHE/tmp/tiny-stage.XXXXXX")
+
+	# --- initramfs ---
+	local ird=$stage/initramfs m
+	mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules}
+	cp /bin/busybox "$ird/bin/busybox"
+	for m in sh mount umount insmod usleep switch_root poweroff cat mkdir; do
+		ln -s busybox "$ird/bin/$m"
+	done
+	install -m 755 "$IB/tiny/initramfs-init" "$ird/init"
+	# Module load order: each module after its dependencies, each once.
+	grep -v '^\s*\(#\|$\)' "$IB/tiny/modules" | while read -r m; do
+		modprobe -d "$kdir" -S "$kver" --show-depends "$m" || die "module $m not in $kver"
+	done | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' >"$stage/order"
+	while read -r m; do
+		cp "$m" "$ird/lib/modules/"
+		basename "$m" >>"$ird/lib/modules/load-order"
+	done <"$stage/order"
+	(cd "$ird" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) |
+		gzip -6 >"$out/initrd.img"
+	kfmt=$(install_kernel "$kdir/boot/vmlinuz-$kver" "$kdir/boot/config-$kver" "$out/vmlinuz")
+
+	# --- root file system ---
+	local rfs=$stage/rootfs a
+	mkdir -p "$rfs"
+	cp -a "$IB/tiny/rootfs/." "$rfs/"
+	mkdir -p "$rfs"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,mnt,root,home,srv,opt,var/log,var/tmp,var/lib,etc/fluid}
+	chmod 1777 "$rfs/tmp" "$rfs/var/tmp"
+	chmod 700 "$rfs/root"
+	chmod 640 "$rfs/etc/shadow"
+	cp /bin/busybox "$rfs/bin/busybox"
+	/bin/busybox --list-full | while read -r a; do
+		[ -e "$rfs/$a" ] || [ -L "$rfs/$a" ] && continue
+		mkdir -p "$rfs/$(dirname "$a")"
+		ln -s /bin/busybox "$rfs/$a"
+	done
+	ln -sfn /bin/busybox "$rfs/sbin/init"
+	install -m 755 "$AGENT" "$rfs/usr/sbin/fluid-agent"
+	mkdir -p "$rfs/lib/modules"
+	echo "$kver" >"$rfs/etc/fluid/kernel-release"
+	printf 'fluid tiny image, inputs %s\n' "$hash" >"$rfs/etc/fluid/image"
+
+	local raw
+	raw=$(make_disk "$rfs" "$TINY_DISK_SIZE" "$out/disk.qcow2")
+	raw_to_qcow2 "$raw" "$out/disk.qcow2"
+	rm -rf "$stage"
+	write_image_json "$out" tiny "$TINY_CMDLINE" "$TINY_MEMORY_MB" "$hash" \
+		"\"kernel\": $(json_str "$kver"), \"kernel_format\": \"$kfmt\", \"base\": \"busybox $(dpkg-query -W -f='${Version}' busybox-static)\""
+}
