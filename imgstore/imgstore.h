@@ -279,11 +279,15 @@ int img_registry_import(ImgRegistry *r, const char *src, const char *name, const
 			char ret_id[IMG_ID_SIZE], FlError *err);
 
 /*
- * Allocates a new ACTIVE overlay layer on parent_id (which must exist and
- * be FROZEN): creates DIR/layers/<id>/disk as a qcow2 overlay whose backing
- * name is the relative "../<parent>/disk", records a reference for holder
- * (required) and returns the new id. The caller hands the disk path to
- * QEMU (img_registry_layer_path()). cluster_bits 0 = default.
+ * Allocates a new ACTIVE overlay layer on parent_id: creates
+ * DIR/layers/<id>/disk as a qcow2 overlay whose backing name is the
+ * relative "../<parent>/disk", records a reference for holder (required)
+ * and returns the new id. The caller hands the disk path to QEMU
+ * (img_registry_layer_path()). cluster_bits 0 = default.
+ * The parent is normally FROZEN. It may still be ACTIVE for the snapshot
+ * sequence: new_overlay(active) -> QMP blockdev-snapshot onto the new
+ * overlay -> img_registry_freeze(old active). The parent keeps existing as
+ * long as the child does (gc never removes a layer with children).
  */
 int img_registry_new_overlay(ImgRegistry *r, const char *parent_id, const char *holder,
 			     unsigned cluster_bits, char ret_id[IMG_ID_SIZE], FlError *err);
