@@ -1,0 +1,27 @@
+# SPDX-License-Identifier: MIT
+# libqmp: QMP parser + client (plain and ASan builds) and its unit tests.
+
+QMP_SRCS := qmp/parser.c qmp/client.c
+QMP_OBJS := $(QMP_SRCS:%.c=$(B)/obj/%.o)
+QMP_ASAN_OBJS := $(QMP_SRCS:%.c=$(B)/asan/%.o)
+QMP_LIBS := $(shell pkg-config --libs json-c 2>/dev/null)
+QMP_CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+$(B)/libqmp.a: $(QMP_OBJS)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+# For other modules' unit tests (built with ASan/UBSan).
+$(B)/libqmp-asan.a: $(QMP_ASAN_OBJS)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(B)/tests/unit/test-qmp-parser $(B)/tests/unit/test-qmp-client: \
+		$(B)/tests/unit/test-qmp-%: $(B)/asan/tests/unit/test-qmp-%.o $(B)/libqmp-asan.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(QMP_LIBS) $(QMP_CMOCKA_LIBS) -lpthread
+UNIT_TESTS += $(B)/tests/unit/test-qmp-parser $(B)/tests/unit/test-qmp-client
+
+.PHONY: libqmp
+libqmp: $(B)/libqmp.a
+all: $(B)/libqmp.a
