@@ -22,6 +22,13 @@ $(B)/tests/unit/test-qmp-parser $(B)/tests/unit/test-qmp-client: \
 	$(CC) $(SAN) -o $@ $^ $(QMP_LIBS) $(QMP_CMOCKA_LIBS) -lpthread
 UNIT_TESTS += $(B)/tests/unit/test-qmp-parser $(B)/tests/unit/test-qmp-client
 
+# Integration test against a real qemu-system-x86_64 (plain build).
+$(B)/tests/integration/test-qmp-qemu: $(B)/obj/tests/integration/test-qmp-qemu.o \
+		$(B)/obj/qmp/testing/qemu-spawn.o $(B)/libqmp.a
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(QMP_LIBS) $(QMP_CMOCKA_LIBS)
+INTEG_TESTS += $(B)/tests/integration/test-qmp-qemu
+
 .PHONY: libqmp
 libqmp: $(B)/libqmp.a
 all: $(B)/libqmp.a
