@@ -332,6 +332,8 @@ int img_registry_children(ImgRegistry *r, const char *id, FlError *err);
  * Removes every layer with no holder and no child layer (repeatedly, so a
  * chain whose top lost its last ref goes away entirely), orphaned ref
  * directories and staging leftovers. *ret_removed (optional): layers removed.
+ * A layer whose metadata cannot be parsed stops collection (-EBADMSG naming
+ * it): its parent is unknown, so deleting anything could break it.
  */
 int img_registry_gc(ImgRegistry *r, unsigned *ret_removed, FlError *err);
 

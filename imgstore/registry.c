@@ -512,8 +512,9 @@ int img_registry_refcount(ImgRegistry *r, const char *id, FlError *err)
 
 /* ---- listing ----------------------------------------------------------- */
 
-/* Loads every layer's metadata (malformed ones are skipped, never deleted). */
-static int load_all(ImgRegistry *r, ImgLayer **ret, size_t *ret_n)
+/* Loads every layer's metadata. Malformed ones are skipped (never deleted);
+ * the first one's id goes to bad (if non-NULL, "" when none). */
+static int load_all_bad(ImgRegistry *r, ImgLayer **ret, size_t *ret_n, char *bad)
 {
 	int fd = dup(r->layersfd);
 	if (fd < 0)
@@ -540,10 +541,17 @@ static int load_all(ImgRegistry *r, ImgLayer **ret, size_t *ret_n)
 		}
 		if (read_meta(r, de->d_name, &v[n], NULL) == 0)
 			n++;
+		else if (bad && !bad[0])
+			memcpy(bad, de->d_name, IMG_ID_SIZE);
 	}
 	*ret = TAKE_PTR(v);
 	*ret_n = n;
 	return 0;
+}
+
+static int load_all(ImgRegistry *r, ImgLayer **ret, size_t *ret_n)
+{
+	return load_all_bad(r, ret, ret_n, NULL);
 }
 
 int img_registry_list(ImgRegistry *r, img_layer_fn fn, void *userdata, FlError *err)
@@ -794,9 +802,17 @@ int img_registry_gc(ImgRegistry *r, unsigned *ret_removed, FlError *err)
 	for (;;) {
 		_cleanup_free_ ImgLayer *v = NULL;
 		size_t n = 0;
-		int q = load_all(r, &v, &n);
+		char bad[IMG_ID_SIZE] = "";
+		int q = load_all_bad(r, &v, &n, bad);
 		if (q < 0)
 			return fl_error_set(err, q, "cannot list %s: %s", r->dir, strerror(-q));
+		if (bad[0]) {
+			/* Its parent is unknown: deleting anything could break it. */
+			clean_staging(r);
+			return fl_error_set(err, -EBADMSG,
+					    "layer %s has malformed metadata: not collecting garbage until it is repaired or removed",
+					    bad);
+		}
 		unsigned round = 0;
 		for (size_t i = 0; i < n; i++) {
 			bool has_child = false;
