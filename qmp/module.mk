@@ -32,3 +32,12 @@ INTEG_TESTS += $(B)/tests/integration/test-qmp-qemu
 .PHONY: libqmp
 libqmp: $(B)/libqmp.a
 all: $(B)/libqmp.a
+
+# libFuzzer target for the parser (clang; build/fuzz objects).
+$(B)/tests/fuzz/fuzz-qmp-parser: $(B)/fuzz/tests/fuzz/fuzz-qmp-parser.o $(B)/fuzz/qmp/parser.o
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(QMP_LIBS)
+FUZZERS += $(B)/tests/fuzz/fuzz-qmp-parser
+# clang 14 does not know every gcc-only warning switch in WARN.
+$(B)/fuzz/qmp/parser.o $(B)/fuzz/tests/fuzz/fuzz-qmp-parser.o: \
+	WARN := $(filter-out -Wno-format-truncation,$(WARN))
