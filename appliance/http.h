@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * http: fluid's HTTP front end on civetweb: server start/stop, the routing
+ * table, and JSON request/response helpers shared by every api-*.c file.
+ *
+ * Registering a handler: in an api-<resource>.c file,
+ *
+ *     static int get_sandbox(FlHttpReq *req)
+ *     {
+ *             const char *id = fl_http_param(req, "id");
+ *             ...
+ *             return fl_http_send_json(req, 200, body);     // or
+ *             return fl_http_fail(req, -ENOENT, "no sandbox %s", id);
+ *     }
+ *     FL_ROUTE(get_sandbox, "GET", "/v1/sandboxes/{id}", FL_ROLE_AGENT);
+ *
+ * FL_ROUTE puts a descriptor into a linker section; the router collects
+ * every descriptor at start-up, so adding a file adds its routes without
+ * touching a central list. Patterns are literal segments and {name}
+ * parameters (one whole segment each). A request whose path matches no
+ * route gets 404, one whose path matches but method does not gets 405.
+ * Paths outside /v1/ and /api/ with no route fall through to the static
+ * web UI directory (server.webui_dir) when one is configured.
+ *
+ * Handler contract: return the HTTP status sent (>= 100) on success, or a
+ * negative errno; in that case the router sends the error body
+ * {"error", "code", "details"} with the status chosen by
+ * fl_http_status_from_errno() (the one errno->status table), using the
+ * message set by fl_http_fail() (or strerror). A handler that already
+ * started a response must not return a negative value.
+ *
+ * Roles: each route names the least role it needs. The router asks the
+ * authenticator installed with fl_http_set_auth() (tokens come in a later
+ * issue); with none installed every request passes (development only, and
+ * logged at start-up).
+ *
+ * Threads: handlers run on civetweb worker threads. They may block briefly;
+ * long work goes to the engine loop or a worker. FlHttpReq lives for one
+ * request.
+ */
+#ifndef FL_HTTP_H
+#define FL_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "accel.h"
+#include "config.h"
+#include "error.h"
+
+struct mg_connection;
+struct mg_context;
+
+#define FL_HTTP_MAX_BODY (1u << 20) /* 1 MiB, API.md */
+#define FL_HTTP_MAX_PARAMS 4
+#define FL_HTTP_MAX_PARAM_LEN 256
+
+typedef enum FlRole {
+	FL_ROLE_NONE = 0, /* unauthenticated */
+	FL_ROLE_AGENT = 1,
+	FL_ROLE_REVIEWER = 2,
+	FL_ROLE_ADMIN = 3,
+} FlRole;
+
+const char *fl_role_name(FlRole r);
+
+/*
+ * Everything the API handlers share, built by `fluid serve`. Read-only
+ * after the server starts, except what the engine guards itself.
+ */
+typedef struct FlApp {
+	const FlConfig *cfg;
+	FlAccelInfo accel;
+	int64_t started_at;   /* CLOCK_REALTIME seconds */
+	uint64_t started_mono_ms;
+	char listen[128];     /* actual address after binding (port 0 resolved) */
+	void *engine;         /* FlEngine *, NULL until the engine is wired in */
+	/* Optional: adds engine figures (running sandboxes, ...) to GET /v1/status. */
+	void (*status_extend)(struct FlApp *app, struct json_object *status);
+} FlApp;
+
+typedef struct FlHttpReq {
+	struct mg_connection *conn;
+	FlApp *app;
+	const char *method;
+	const char *path;  /* decoded, without query string */
+	const char *query; /* raw query string or NULL */
+	FlRole role;       /* role of the caller after authentication */
+	size_t n_params;
+	struct {
+		const char *name; /* points into the pattern */
+		char value[FL_HTTP_MAX_PARAM_LEN];
+	} params[FL_HTTP_MAX_PARAMS];
+	bool responded;
+	FlError err; /* message for the error body when a handler fails */
+	struct json_object *err_details; /* optional, owned */
+} FlHttpReq;
+
+typedef int (*fl_http_handler_fn)(FlHttpReq *req);
+
+typedef struct FlRoute {
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/v1/sandboxes/{id}/start" */
+	FlRole role;         /* least role required */
+	fl_http_handler_fn handler;
+	const char *name;
+} FlRoute;
+
+#define FL_ROUTE(fn, method_, pattern_, role_)                                          \
+	static const FlRoute fl_route_##fn = {                                          \
+		.method = (method_), .pattern = (pattern_), .role = (role_),           \
+		.handler = (fn), .name = #fn};                                         \
+	__attribute__((used, section("fl_routes"))) static const FlRoute *const         \
+		fl_route_ptr_##fn = &fl_route_##fn
+
+/* ---- Server --------------------------------------------------------- */
+
+typedef struct FlHttpServer FlHttpServer;
+
+/*
+ * Authenticator: given the bearer token (NULL if none), return the caller's
+ * role (>= 0), or -EACCES (bad token). Called on civetweb threads.
+ */
+typedef int (*fl_http_auth_fn)(void *ud, const char *token, FlRole *ret_role);
+void fl_http_set_auth(FlHttpServer *s, fl_http_auth_fn fn, void *ud);
+
+/* Binds app->cfg->server.listen and starts serving; fills app->listen. */
+int fl_http_start(FlApp *app, FlHttpServer **ret, FlError *err);
+/* Stops accepting, waits for running handlers, frees. Accepts NULL. */
+void fl_http_stop(FlHttpServer *s);
+/* civetweb context, for WebSocket handlers (mg_set_websocket_handler). */
+struct mg_context *fl_http_context(FlHttpServer *s);
+
+/* All registered routes (the linker set), for listings and tests. */
+size_t fl_http_routes(const FlRoute *const **ret);
+
+/*
+ * Matches method+path against the table. Returns the route and fills
+ * req->params; NULL with *ret_status 404 or 405 otherwise. Pure, for tests.
+ */
+const FlRoute *fl_http_match(const char *method, const char *path, FlHttpReq *req,
+			     int *ret_status);
+
+/* ---- Request helpers ---------------------------------------------- */
+
+/* Path parameter by name, or NULL. */
+const char *fl_http_param(const FlHttpReq *req, const char *name);
+/* Query parameter (URL-decoded into buf), or NULL if absent. */
+const char *fl_http_query(const FlHttpReq *req, const char *name, char *buf, size_t len);
+/* Header value or NULL. */
+const char *fl_http_header(const FlHttpReq *req, const char *name);
+
+/*
+ * Reads the body (at most max bytes, 0 = FL_HTTP_MAX_BODY). -EMSGSIZE when
+ * larger (413). Caller frees *ret.
+ */
+int fl_http_read_body(FlHttpReq *req, size_t max, char **ret, size_t *ret_len);
+/* Reads the body as one JSON object. -EINVAL (400) on bad JSON or a non-object. */
+int fl_http_read_json(FlHttpReq *req, struct json_object **ret);
+
+/* ---- JSON validation helpers (set req->err on failure) --------------- */
+
+/* -EINVAL if obj has a key not in allowed (NULL-terminated). */
+int fl_json_reject_unknown(const struct json_object *obj, const char *const allowed[],
+			   FlError *err);
+/* Typed getters: -EINVAL if present with the wrong type, or missing and required. */
+int fl_json_get_string(struct json_object *obj, const char *key, bool required, size_t max_len,
+		       const char **ret, FlError *err);
+int fl_json_get_uint(struct json_object *obj, const char *key, bool required, uint64_t min,
+		     uint64_t max, uint64_t *ret, FlError *err);
+int fl_json_get_bool(struct json_object *obj, const char *key, bool required, bool *ret,
+		     FlError *err);
+
+/* ---- Responses ---------------------------------------------------- */
+
+/* Sends body (borrowed; NULL = no body) with status. Returns status. */
+int fl_http_send_json(FlHttpReq *req, int status, struct json_object *body);
+/* Sends {"error": msg, "code": status, "details": details|null}. Returns status. */
+int fl_http_send_error(FlHttpReq *req, int status, const char *msg, struct json_object *details);
+/* Records a message for the error body and returns r (negative errno). */
+__attribute__((format(printf, 3, 4))) int fl_http_fail(FlHttpReq *req, int r, const char *fmt,
+						       ...);
+/* The one errno -> HTTP status table. */
+int fl_http_status_from_errno(int r);
+
+#endif

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: MIT
+/*
+ * main: the `fluid` binary, daemon and CLI in one. argv[1] selects a
+ * command from the table below (crun style: one cli-<family>.c per command
+ * family). Only the CLI layer prints; everything underneath returns -errno
+ * with an FlError that the command prints once.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct Command {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *summary;
+} Command;
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+static const Command commands[] = {
+	{"serve", fl_cmd_serve, "run the server (REST API, web UI, sandbox engine)"},
+	{"status", fl_cmd_status, "show the running server's status (accelerator, capacity)"},
+	{"config", fl_cmd_config, "check or show the configuration"},
+	{"accel", fl_cmd_accel, "run the KVM/TCG accelerator probe"},
+	{"version", cmd_version, "print the version"},
+	{"help", cmd_help, "show this help"},
+};
+
+void fl_cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("fluid: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int cmd_version(int argc, char **argv)
+{
+	printf("fluid %s (%s)\n", FL_VERSION, FL_GIT_REV);
+	return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+	printf("usage: fluid COMMAND [OPTIONS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		printf("  %-10s %s\n", commands[i].name, commands[i].summary);
+	printf("\nfluid COMMAND --help shows a command's options. fluid --version prints the version.\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		cmd_help(0, NULL);
+		return 2;
+	}
+	const char *name = argv[1];
+	if (!strcmp(name, "--version") || !strcmp(name, "-V"))
+		return cmd_version(argc - 1, argv + 1);
+	if (!strcmp(name, "--help") || !strcmp(name, "-h"))
+		return cmd_help(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fl_cli_error("unknown command '%s' (see: fluid help)", name);
+	return 2;
+}
