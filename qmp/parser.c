@@ -37,6 +37,7 @@
 /* Deep enough for query-block on a long backing chain, small enough that
  * json-c's recursive free and serialisation stay cheap. */
 #define QMP_MAX_DEPTH 256
+#define QMP_MAX_MESSAGE_LIMIT (1u << 30)
 
 enum frame_state {
 	FS_BETWEEN,  /* whitespace between messages */
@@ -69,6 +70,8 @@ QmpParser *qmp_parser_new(size_t max_message)
 	if (!p)
 		return NULL;
 	p->max = max_message ? max_message : QMP_MAX_MESSAGE_DEFAULT;
+	if (p->max > QMP_MAX_MESSAGE_LIMIT)
+		p->max = QMP_MAX_MESSAGE_LIMIT; /* json-c takes an int length */
 	p->tok = json_tokener_new_ex(QMP_MAX_DEPTH + 1);
 	if (!p->tok) {
 		free(p);

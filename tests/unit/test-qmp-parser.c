@@ -249,59 +249,61 @@ typedef struct BadCase {
 } BadCase;
 
 static const BadCase BAD[] = {
-	{ "garbage", "hello" , 0 },
-	{ "garbage after message", "{}x" , 0 },
-	{ "top-level array", "[1,2]" , 0 },
-	{ "top-level number", "42 " , 0 },
-	{ "top-level string", "\"abc\"" , 0 },
-	{ "top-level true", "true" , 0 },
-	{ "top-level null", "null" , 0 },
-	{ "unmatched close", "}" , 0 },
-	{ "mismatched brackets", "{\"a\":[}]" , 0 },
-	{ "mismatched brackets 2", "{\"a\":{]}" , 0 },
-	{ "missing colon", "{\"a\" 1}" , 0 },
-	{ "missing comma", "{\"a\":1 \"b\":2}" , 0 },
-	{ "trailing comma", "{\"a\":1,}" , 0 },
-	{ "leading comma", "{,\"a\":1}" , 0 },
-	{ "array trailing comma", "{\"a\":[1,]}" , 0 },
-	{ "unquoted key", "{a:1}" , 0 },
-	{ "numeric key", "{1:1}" , 0 },
-	{ "single quotes", "{'a':1}" , 0 },
-	{ "comment", "{/* c */\"a\":1}" , 0 },
-	{ "line comment", "{\"a\":1 // c\n}" , 0 },
-	{ "NaN", "{\"a\":NaN}" , 0 },
-	{ "nan", "{\"a\":nan}" , 0 },
-	{ "Infinity", "{\"a\":Infinity}" , 0 },
-	{ "-Infinity", "{\"a\":-Infinity}" , 0 },
-	{ "True", "{\"a\":True}" , 0 },
-	{ "truncated literal", "{\"a\":tru}" , 0 },
-	{ "bad literal", "{\"a\":nulll}" , 0 },
-	{ "plus number", "{\"a\":+1}" , 0 },
-	{ "dot number", "{\"a\":.5}" , 0 },
-	{ "lone minus", "{\"a\":-}" , 0 },
-	{ "bad exponent", "{\"a\":1e}" , 0 },
-	{ "bad escape", "{\"a\":\"\\x\"}" , 0 },
-	{ "short unicode escape", "{\"a\":\"\\u12\"}" , 0 },
-	{ "raw newline in string", "{\"a\":\"x\ny\"}" , 0 },
-	{ "raw tab in string", "{\"a\":\"x\ty\"}" , 0 },
-	{ "raw control in string", "{\"a\":\"x\001y\"}" , 0 },
+	{ "garbage", "hello", 0 },
+	{ "garbage after message", "{}x", 0 },
+	{ "top-level array", "[1,2]", 0 },
+	{ "top-level number", "42 ", 0 },
+	{ "top-level string", "\"abc\"", 0 },
+	{ "top-level true", "true", 0 },
+	{ "top-level null", "null", 0 },
+	{ "unmatched close", "}", 0 },
+	{ "mismatched brackets", "{\"a\":[}]", 0 },
+	{ "mismatched brackets 2", "{\"a\":{]}", 0 },
+	{ "missing colon", "{\"a\" 1}", 0 },
+	{ "missing comma", "{\"a\":1 \"b\":2}", 0 },
+	{ "trailing comma", "{\"a\":1,}", 0 },
+	{ "leading comma", "{,\"a\":1}", 0 },
+	{ "array trailing comma", "{\"a\":[1,]}", 0 },
+	{ "unquoted key", "{a:1}", 0 },
+	{ "numeric key", "{1:1}", 0 },
+	{ "single quotes", "{'a':1}", 0 },
+	{ "comment", "{/* c */\"a\":1}", 0 },
+	{ "line comment", "{\"a\":1 // c\n}", 0 },
+	{ "NaN", "{\"a\":NaN}", 0 },
+	{ "nan", "{\"a\":nan}", 0 },
+	{ "Infinity", "{\"a\":Infinity}", 0 },
+	{ "-Infinity", "{\"a\":-Infinity}", 0 },
+	{ "True", "{\"a\":True}", 0 },
+	{ "truncated literal", "{\"a\":tru}", 0 },
+	{ "bad literal", "{\"a\":nulll}", 0 },
+	{ "plus number", "{\"a\":+1}", 0 },
+	{ "dot number", "{\"a\":.5}", 0 },
+	{ "lone minus", "{\"a\":-}", 0 },
+	{ "bad exponent", "{\"a\":1e}", 0 },
+	{ "bad escape", "{\"a\":\"\\x\"}", 0 },
+	{ "short unicode escape", "{\"a\":\"\\u12\"}", 0 },
+	{ "raw newline in string", "{\"a\":\"x\ny\"}", 0 },
+	{ "raw tab in string", "{\"a\":\"x\ty\"}", 0 },
+	{ "raw control in string", "{\"a\":\"x\001y\"}", 0 },
 	{ "NUL in string", "{\"a\":\"x\0y\"}", 10 },
 	{ "NUL outside string", "{\"a\":1\0}", 8 },
 	{ "NUL between messages", "{}\0{}", 5 },
 	{ "NUL at start", "\0", 1 },
-	{ "escaped control", "{\"a\":\"\\\001\"}" , 0 },
-	{ "invalid UTF-8 byte", "{\"a\":\"\xff\"}" , 0 },
-	{ "UTF-8 continuation alone", "{\"a\":\"\x80\"}" , 0 },
-	{ "truncated UTF-8", "{\"a\":\"\xc3\"}" , 0 },
-	{ "overlong UTF-8 NUL", "{\"a\":\"\xc0\x80\"}" , 0 },
-	{ "overlong UTF-8 3 bytes", "{\"a\":\"\xe0\x80\xaf\"}" , 0 },
-	{ "overlong UTF-8 4 bytes", "{\"a\":\"\xf0\x80\x80\xaf\"}" , 0 },
-	{ "UTF-8 surrogate", "{\"a\":\"\xed\xa0\x80\"}" , 0 },
-	{ "UTF-8 above U+10FFFF", "{\"a\":\"\xf4\x90\x80\x80\"}" , 0 },
-	{ "UTF-8 5 bytes", "{\"a\":\"\xf8\x88\x80\x80\x80\"}" , 0 },
-	{ "UTF-8 outside string", "{\"a\":1\xc3\xa9}" , 0 },
-	{ "BOM", "\xef\xbb\xbf{}" , 0 },
-	{ "HTTP", "GET / HTTP/1.1\r\n\r\n" , 0 },
+	{ "escaped control", "{\"a\":\"\\\001\"}", 0 },
+	{ "invalid UTF-8 byte", "{\"a\":\"\xff\"}", 0 },
+	{ "UTF-8 continuation alone", "{\"a\":\"\x80\"}", 0 },
+	{ "truncated UTF-8", "{\"a\":\"\xc3\"}", 0 },
+	{ "overlong UTF-8 NUL", "{\"a\":\"\xc0\x80\"}", 0 },
+	{ "overlong UTF-8 3 bytes", "{\"a\":\"\xe0\x80\xaf\"}", 0 },
+	{ "overlong UTF-8 4 bytes", "{\"a\":\"\xf0\x80\x80\xaf\"}", 0 },
+	{ "UTF-8 surrogate", "{\"a\":\"\xed\xa0\x80\"}", 0 },
+	{ "UTF-8 above U+10FFFF", "{\"a\":\"\xf4\x90\x80\x80\"}", 0 },
+	{ "UTF-8 5 bytes", "{\"a\":\"\xf8\x88\x80\x80\x80\"}", 0 },
+	{ "UTF-8 outside string", "{\"a\":1\xc3\xa9}", 0 },
+	{ "BOM", "\xef\xbb\xbf{}", 0 },
+	{ "HTTP", "GET / HTTP/1.1\r\n\r\n", 0 },
+	{ "unterminated string, then newline", "{\"a\":\"abc\n", 0 },
+	{ "unterminated key, then CR LF", "{\"abc\r\n{}", 0 },
 };
 
 static void test_malformed(void **state)
@@ -343,6 +345,28 @@ static void test_valid_edge_cases(void **state)
 		assert_int_equal(s.n, 2);
 		seen_clear(&s);
 	}
+}
+
+/* Incomplete input is not an error: the parser waits for the rest, and
+ * what looks like a closing brace inside an open string stays text. */
+static void test_incomplete(void **state)
+{
+	Seen s = { 0 };
+	QmpParser *p = qmp_parser_new(0);
+	assert_int_equal(qmp_parser_feed(p, "{\"a\":\"abc", 9, on_msg, &s), 0);
+	assert_int_equal(qmp_parser_feed(p, "}", 1, on_msg, &s), 0);
+	assert_int_equal(qmp_parser_feed(p, "\\\"}", 3, on_msg, &s), 0);
+	assert_int_equal(s.n, 0);
+	assert_int_equal(qmp_parser_feed(p, "\"}", 2, on_msg, &s), 0);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.text[0], "{\"a\":\"abc}\\\"}\"}");
+	/* A UTF-8 sequence split across feeds. */
+	assert_int_equal(qmp_parser_feed(p, "{\"e\":\"\xe2\x82", 8, on_msg, &s), 0);
+	assert_int_equal(qmp_parser_feed(p, "\xac\"}", 3, on_msg, &s), 0);
+	assert_int_equal(s.n, 2);
+	assert_string_equal(s.text[1], "{\"e\":\"\xe2\x82\xac\"}");
+	qmp_parser_free(p);
+	seen_clear(&s);
 }
 
 static void test_sticky_errors(void **state)
@@ -400,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_nesting),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_valid_edge_cases),
+		cmocka_unit_test(test_incomplete),
 		cmocka_unit_test(test_sticky_errors),
 		cmocka_unit_test(test_borrowed_reference),
 	};
