@@ -62,7 +62,7 @@ static int reader_open(Reader *rd, const ImgChain *c, FlError *err)
 		Layer *l = &rd->layers[i];
 		l->path = cl->path;
 		l->info = &cl->info;
-		l->fd = open(cl->path, O_RDONLY | O_CLOEXEC);
+		l->fd = open(cl->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (l->fd < 0)
 			return fl_error_set(err, -errno, "cannot open %s: %s", cl->path, strerror(errno));
 		if (cl->info.format != IMG_FMT_QCOW2)

@@ -29,6 +29,9 @@ $(IMG_INTEG): $(B)/tests/integration/%: $(B)/asan/tests/integration/%.o $(B)/lib
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ -lcmocka $(IMG_LIBS)
 
+# clang does not know every gcc -Wno-* option the tree may add to WARN.
+$(IMG_FUZZ_OBJS) $(IMG_FUZZ:$(B)/tests/fuzz/%=$(B)/fuzz/tests/fuzz/%.o): WARN += -Wno-unknown-warning-option
+
 $(IMG_FUZZ): $(B)/tests/fuzz/%: $(B)/fuzz/tests/fuzz/%.o $(IMG_FUZZ_OBJS)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(IMG_LIBS)
@@ -44,3 +47,4 @@ INTEG_TESTS += $(IMG_INTEG)
 FUZZERS += $(IMG_FUZZ)
 BENCHES += $(IMG_BENCH)
 all: $(B)/libimgstore.a
+

@@ -12,7 +12,9 @@
  * and published with rename, so a crash never leaves a half-written image.
  * Backing names are refused when QEMU could read them as something other
  * than a plain file name ("json:{...}", "nbd:host:port", ...): a guest that
- * controls an image's bytes must not be able to point us elsewhere.
+ * controls an image's bytes must not be able to point us elsewhere. Layers
+ * are opened with O_NONBLOCK (a backing name naming a FIFO must not hang
+ * us) and must be regular files or block devices.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -281,7 +283,7 @@ static int probe_fd(int fd, const char *path, ImgFormat want, ImgInfo *ret, FlEr
 
 int img_qcow2_info(const char *path, ImgInfo *ret, FlError *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return fl_error_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
 	return qcow2_info_fd(fd, path, ret, err);
@@ -289,7 +291,7 @@ int img_qcow2_info(const char *path, ImgInfo *ret, FlError *err)
 
 int img_probe(const char *path, ImgInfo *ret, FlError *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return fl_error_set(err, -errno, "cannot open %s: %s", path, strerror(errno));
 	return probe_fd(fd, path, IMG_FMT_UNKNOWN, ret, err);
@@ -326,7 +328,7 @@ int img_qcow2_create_overlay(const char *path, const char *backing_path,
 				return fl_error_set(err, -EINVAL, "unsupported backing format '%s'",
 						    backing_format);
 		}
-		_cleanup_close_ int bfd = open(resolved, O_RDONLY | O_CLOEXEC);
+		_cleanup_close_ int bfd = open(resolved, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (bfd < 0)
 			return fl_error_set(err, -errno, "backing file %s: %s", resolved, strerror(errno));
 		ImgInfo bi;
@@ -465,7 +467,7 @@ int img_chain_resolve(const char *path, ImgFormat format, unsigned max_depth, Im
 		if (c->n >= max_depth)
 			return fl_error_set(err, -E2BIG, "backing chain of %s is deeper than %u layers",
 					    path, max_depth);
-		_cleanup_close_ int fd = open(cur, O_RDONLY | O_CLOEXEC);
+		_cleanup_close_ int fd = open(cur, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0) {
 			int r = -errno;
 			if (c->n == 0)
