@@ -27,7 +27,8 @@ $(B)/libagentc-asan.a: $(AGENTC_SRCS:%.c=$(B)/asan/%.o)
 
 BINS += $(B)/fluid-agent $(B)/libagentc.a $(B)/libagentc-asan.a
 
-# Shared test helpers (boot an image, connect its agent).
+# Shared test helpers (boot an image, connect its agent), for any test.
+CPPFLAGS += -Itests/lib
 TESTLIB_SRCS := tests/lib/testvm.c
 
 # Unit tests: framing, host-side parsing against a scripted hostile peer,
