@@ -34,10 +34,11 @@ libqmp: $(B)/libqmp.a
 all: $(B)/libqmp.a
 
 # libFuzzer target for the parser (clang; build/fuzz objects).
-$(B)/tests/fuzz/fuzz-qmp-parser: $(B)/fuzz/tests/fuzz/fuzz-qmp-parser.o $(B)/fuzz/qmp/parser.o
+$(B)/tests/fuzz/fuzz-qmp-parser: $(B)/fuzz/tests/fuzz/fuzz-qmp-parser.o $(B)/fuzz/qmp/parser.o \
+		$(B)/fuzz/qmp/client.o
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(QMP_LIBS)
 FUZZERS += $(B)/tests/fuzz/fuzz-qmp-parser
 # clang 14 does not know every gcc-only warning switch in WARN.
-$(B)/fuzz/qmp/parser.o $(B)/fuzz/tests/fuzz/fuzz-qmp-parser.o: \
+$(B)/fuzz/qmp/parser.o $(B)/fuzz/qmp/client.o $(B)/fuzz/tests/fuzz/fuzz-qmp-parser.o: \
 	WARN := $(filter-out -Wno-format-truncation,$(WARN))
