@@ -56,7 +56,10 @@ ensure_user() {
 			--shell /usr/sbin/nologin "$OSUSER" ||
 			die "cannot create the system user $OSUSER"
 	fi
-	# The owner must be able to reach the state dir through its parents.
+	# The owner must be able to reach the state dir through its parents;
+	# the state dir itself (0750 when fluid created it) gets o+x, search only.
+	mkdir -p "$STATE"
+	runuser -u "$OSUSER" -- test -x "$STATE" 2>/dev/null || chmod o+x "$STATE"
 	if ! runuser -u "$OSUSER" -- test -x "$STATE"; then
 		die "user $OSUSER cannot reach $STATE (a parent directory is not searchable; chmod o+x it or set FLUID_STATE_DIR)"
 	fi
