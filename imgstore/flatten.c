@@ -366,7 +366,9 @@ int img_flatten(const char *path, ImgFormat format, const char *dst, ImgFormat o
 			goto out;
 		}
 		RawOut ro = { .rd = &rd, .size = vsize };
-		r = img__pipe_fill_run(fd, &o, raw_fill, &ro, NULL, err);
+		r = img__pipe_fill_run(fd, tmp, vsize, &o, raw_fill, &ro, NULL, err);
+		if (r >= 0 && ftruncate(fd, (off_t)vsize) < 0)
+			r = fl_error_set(err, -errno, "cannot size %s: %s", tmp, strerror(errno));
 	} else {
 		q.rd = &rd;
 		q.cb = IMG_CLUSTER_BITS_DEFAULT;
@@ -387,7 +389,7 @@ int img_flatten(const char *path, ImgFormat format, const char *dst, ImgFormat o
 		if (!o.chunk_size || o.chunk_size < q.cs)
 			o.chunk_size = o.chunk_size ? q.cs : 1u << 20;
 		o.chunk_size &= ~(size_t)(q.cs - 1);
-		r = img__pipe_fill_run(fd, &o, q_fill, &q, NULL, err);
+		r = img__pipe_fill_run(fd, tmp, 0, &o, q_fill, &q, NULL, err);
 		if (r >= 0)
 			r = q_finish(&q, fd, tmp, err);
 	}

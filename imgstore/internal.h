@@ -97,10 +97,13 @@ int img_resolve_backing(const char *image_path, const char *name, char *out, siz
 int img_fd_size(int fd, uint64_t *ret);
 
 /* io.c: drives a synchronous producer into positional io_uring writes on
- * fd_out. fill() puts up to cap bytes in buf for output offset *off and
- * returns 1, or 0 at the end, or -errno (setting err itself). */
+ * fd_out (out_path is reopened with O_DIRECT for aligned writes; a tail
+ * ending at end_limit may be zero-padded, so the caller truncates to the
+ * real size afterwards). fill() puts up to cap bytes in buf for output
+ * offset *off and returns 1, or 0 at the end, or -errno (setting err). */
 typedef int (*img_fill_fn)(void *ud, uint8_t *buf, size_t cap, uint64_t *off, size_t *len);
-int img__pipe_fill_run(int fd_out, const ImgIoOptions *opts, img_fill_fn fill, void *ud,
-		       uint64_t *ret_bytes, FlError *err);
+int img__pipe_fill_run(int fd_out, const char *out_path, uint64_t end_limit,
+		       const ImgIoOptions *opts, img_fill_fn fill, void *ud, uint64_t *ret_bytes,
+		       FlError *err);
 
 #endif

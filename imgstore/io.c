@@ -37,6 +37,8 @@ typedef struct Slot {
 	uint64_t src;   /* source offset of buf[0] (positional source) */
 	size_t len;     /* bytes to move */
 	size_t done;    /* bytes read (READING) or written (WRITING) so far */
+	size_t pad;     /* zero bytes appended to len for an O_DIRECT tail write */
+	bool direct;    /* written through fd_direct */
 	enum slot_state state;
 } Slot;
 
@@ -59,6 +61,11 @@ struct Pipe {
 	enum src_kind src;
 	enum sink_kind sink;
 	int fd_in, fd_out;
+	bool has_direct;        /* fd_direct: the output opened with O_DIRECT */
+	int fd_direct;
+	uint64_t end_limit;     /* output size when known: a tail write there may be padded */
+	uint64_t sized;         /* grow_ahead: current file size we set */
+	bool grow_ahead;        /* extend the file ahead of appending writes */
 	range_fn next_range;
 	fill_fn fill;
 	void *userdata;
@@ -97,8 +104,23 @@ static int pipe_init(Pipe *p, const ImgIoOptions *opts, FlError *err)
 	return 0;
 }
 
+/* A second descriptor on the output with O_DIRECT, when the filesystem
+ * supports it and the caller did not opt out. */
+static void open_direct(Pipe *p, const char *path, const ImgIoOptions *opts)
+{
+	if (opts && opts->no_direct)
+		return;
+	int fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+	if (fd >= 0) {
+		p->fd_direct = fd;
+		p->has_direct = true;
+	}
+}
+
 static void pipe_done(Pipe *p)
 {
+	if (p->has_direct)
+		close(p->fd_direct);
 	if (p->ring_ok)
 		io_uring_queue_exit(&p->ring);
 	if (p->slots)
@@ -135,7 +157,8 @@ static void submit_write(Pipe *p, unsigned i)
 	Slot *s = &p->slots[i];
 	struct io_uring_sqe *sqe = get_sqe(p);
 	uint64_t off = p->sink == SINK_STREAM ? (uint64_t)-1 : s->off + s->done;
-	io_uring_prep_write(sqe, p->fd_out, s->buf + s->done, (unsigned)(s->len - s->done), off);
+	int fd = s->direct ? p->fd_direct : p->fd_out;
+	io_uring_prep_write(sqe, fd, s->buf + s->done, (unsigned)(s->len - s->done), off);
 	io_uring_sqe_set_data64(sqe, i);
 	s->state = SLOT_WRITING;
 	p->inflight++;
@@ -149,15 +172,52 @@ static void fail(Pipe *p, int r, const char *what)
 	snprintf(p->errwhat, sizeof(p->errwhat), "%s", what);
 }
 
+/*
+ * Positional writes go through O_DIRECT when offset and length are aligned
+ * (no page-cache copy, truly asynchronous in io_uring); a short tail at the
+ * known end of the output is zero-padded to the alignment (the caller
+ * truncates the file afterwards); anything else uses the buffered fd.
+ */
+static void choose_fd(Pipe *p, Slot *s)
+{
+	s->pad = 0;
+	s->direct = false;
+	if (!p->has_direct || (s->off & (IO_ALIGN - 1)))
+		return;
+	if (!(s->len & (IO_ALIGN - 1))) {
+		s->direct = true;
+		return;
+	}
+	bool last = (p->end_limit && s->off + s->len == p->end_limit) ||
+		    (p->src == SRC_STREAM && p->src_done);
+	size_t padded = (s->len + IO_ALIGN - 1) & ~(size_t)(IO_ALIGN - 1);
+	if (!last || padded > p->chunk)
+		return;
+	memset(s->buf + s->len, 0, padded - s->len);
+	s->pad = padded - s->len;
+	s->len = padded;
+	s->direct = true;
+}
+
 /* Starts writes for READY slots the sink can accept now. */
 static void start_writes(Pipe *p)
 {
 	if (p->sink == SINK_PWRITE) {
-		for (unsigned i = 0; i < p->nslots; i++)
-			if (p->slots[i].state == SLOT_READY) {
-				p->slots[i].done = 0;
-				submit_write(p, i);
+		for (unsigned i = 0; i < p->nslots; i++) {
+			Slot *s = &p->slots[i];
+			if (s->state != SLOT_READY)
+				continue;
+			/* Appending O_DIRECT writes that extend the file serialise
+			 * on the inode in some filesystems: size the file ahead. */
+			if (p->grow_ahead && s->off + s->len + IO_ALIGN > p->sized) {
+				uint64_t want = s->off + s->len + (64ull << 20);
+				if (ftruncate(p->fd_out, (off_t)want) == 0)
+					p->sized = want;
 			}
+			choose_fd(p, s);
+			s->done = 0;
+			submit_write(p, i);
+		}
 		return;
 	}
 	for (unsigned i = 0; i < p->nslots; i++)
@@ -285,7 +345,7 @@ static void on_write(Pipe *p, Slot *s, unsigned i, int res)
 		submit_write(p, i);
 		return;
 	}
-	p->bytes += s->len;
+	p->bytes += s->len - s->pad;
 	if (p->sink == SINK_STREAM)
 		p->next_write = s->off + s->len;
 	s->state = SLOT_FREE;
@@ -430,7 +490,8 @@ int img_copy_file(const char *src, const char *dst, const ImgIoOptions *opts,
 		return fl_error_set(err, r, "cannot size %s: %s", tmp, strerror(-r));
 	}
 	Pipe p = { .src = SRC_PREAD, .sink = SINK_PWRITE, .fd_in = in, .fd_out = out,
-		   .next_range = copy_next, .userdata = &cs };
+		   .next_range = copy_next, .userdata = &cs, .end_limit = cs.size };
+	open_direct(&p, tmp, opts);
 	r = pipe_init(&p, opts, err);
 	if (r >= 0) {
 		r = pipe_run(&p);
@@ -439,6 +500,8 @@ int img_copy_file(const char *src, const char *dst, const ImgIoOptions *opts,
 	}
 	uint64_t bytes = p.bytes;
 	pipe_done(&p);
+	if (r >= 0 && ftruncate(out, (off_t)cs.size) < 0)
+		r = fl_error_set(err, -errno, "cannot size %s: %s", tmp, strerror(errno));
 	if (r < 0) {
 		unlink(tmp);
 		return r;
@@ -461,7 +524,8 @@ int img_stream_to_file(int fd_in, const char *path, uint64_t max_bytes,
 	if (out < 0)
 		return out;
 	Pipe p = { .src = SRC_STREAM, .sink = SINK_PWRITE, .fd_in = fd_in, .fd_out = out,
-		   .max_bytes = max_bytes };
+		   .max_bytes = max_bytes, .grow_ahead = true };
+	open_direct(&p, tmp, opts);
 	int r = pipe_init(&p, opts, err);
 	if (r >= 0) {
 		r = pipe_run(&p);
@@ -475,6 +539,8 @@ int img_stream_to_file(int fd_in, const char *path, uint64_t max_bytes,
 	}
 	uint64_t bytes = p.bytes;
 	pipe_done(&p);
+	if (r >= 0 && ftruncate(out, (off_t)bytes) < 0)
+		r = fl_error_set(err, -errno, "cannot size %s: %s", tmp, strerror(errno));
 	if (r < 0) {
 		unlink(tmp);
 		return r;
@@ -518,7 +584,7 @@ int img_stream_from_file(const char *path, int fd_out, const ImgIoOptions *opts,
 /* ---- Flatten: output side (the chain reader is in flatten.c) --------- */
 
 typedef struct FillAdapter {
-	int (*fill)(void *ud, uint8_t *buf, size_t cap, uint64_t *off, size_t *len);
+	img_fill_fn fill;
 	void *ud;
 } FillAdapter;
 
@@ -537,13 +603,14 @@ static int fill_adapter(Pipe *p, Slot *s, void *userdata)
 }
 
 /* Drives fill() (synchronous producer) into positional io_uring writes. */
-int img__pipe_fill_run(int fd_out, const ImgIoOptions *opts,
-		       int (*fill)(void *ud, uint8_t *buf, size_t cap, uint64_t *off, size_t *len),
-		       void *ud, uint64_t *ret_bytes, FlError *err)
+int img__pipe_fill_run(int fd_out, const char *out_path, uint64_t end_limit,
+		       const ImgIoOptions *opts, img_fill_fn fill, void *ud, uint64_t *ret_bytes,
+		       FlError *err)
 {
 	FillAdapter a = { fill, ud };
 	Pipe p = { .src = SRC_FILL, .sink = SINK_PWRITE, .fd_in = -1, .fd_out = fd_out,
-		   .fill = fill_adapter, .userdata = &a };
+		   .fill = fill_adapter, .userdata = &a, .end_limit = end_limit };
+	open_direct(&p, out_path, opts);
 	int r = pipe_init(&p, opts, err);
 	if (r >= 0) {
 		r = pipe_run(&p);

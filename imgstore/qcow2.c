@@ -303,9 +303,19 @@ int img_qcow2_create_overlay(const char *path, const char *backing_path,
 			     const char *backing_format, uint64_t virtual_size,
 			     unsigned cluster_bits, FlError *err)
 {
+	return img_qcow2_create_overlay_flags(path, backing_path, backing_format, virtual_size,
+					      cluster_bits, 0, err);
+}
+
+int img_qcow2_create_overlay_flags(const char *path, const char *backing_path,
+				   const char *backing_format, uint64_t virtual_size,
+				   unsigned cluster_bits, unsigned flags, FlError *err)
+{
 	int r;
 	if (!path || !*path)
 		return fl_error_set(err, -EINVAL, "no image path given");
+	if (flags & ~IMG_CREATE_NO_SYNC)
+		return fl_error_set(err, -EINVAL, "unknown flags 0x%x", flags);
 	if (cluster_bits == 0)
 		cluster_bits = IMG_CLUSTER_BITS_DEFAULT;
 	if (cluster_bits < IMG_CLUSTER_BITS_MIN || cluster_bits > IMG_CLUSTER_BITS_MAX)
@@ -421,7 +431,7 @@ int img_qcow2_create_overlay(const char *path, const char *backing_path,
 		unlink(tmp);
 		return fl_error_set(err, r, "cannot write %s: %s", tmp, strerror(-r));
 	}
-	return img_tmpfile_commit(fd, tmp, path, 0644, false, err);
+	return img_tmpfile_commit(fd, tmp, path, 0644, flags & IMG_CREATE_NO_SYNC, err);
 }
 
 /* ---- Chains ---------------------------------------------------------- */
