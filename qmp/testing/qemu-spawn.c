@@ -43,8 +43,12 @@ int test_qemu_start(TestQemu *q, const char *machine, const char *const *extra_a
 	snprintf(q->log_path, sizeof(q->log_path), "%s/qemu.log", q->dir);
 
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", q->qmp_path);
-	_cleanup_close_ int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	_cleanup_close_ int lfd = -1;
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", q->qmp_path) >= sizeof(sa.sun_path)) {
+		remove_files(q);
+		return fl_error_set(err, -ENAMETOOLONG, "QMP socket path too long");
+	}
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 16) < 0) {
 		int r = fl_error_set(err, -errno, "QMP listener %s: %m", q->qmp_path);
 		remove_files(q);

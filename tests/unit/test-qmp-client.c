@@ -1028,7 +1028,7 @@ static void ts_start(ThreadServer *ts, char *dir, char *path, size_t pathsz, int
 	snprintf(path, pathsz, "%s/qmp.sock", dir);
 	ts->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_true((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path) < sizeof(sa.sun_path));
 	assert_int_equal(bind(ts->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(listen(ts->listen_fd, 4), 0);
 	ts->mode = mode;
@@ -1120,7 +1120,7 @@ static void test_connect_sync_timeout(void **state)
 	snprintf(path, sizeof(path), "%s/qmp.sock", dir);
 	int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_true((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path) < sizeof(sa.sun_path));
 	assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	assert_int_equal(listen(l, 4), 0);
 	QmpClient *c = NULL;
