@@ -470,6 +470,20 @@ static void test_copy_sparse(void **state)
 	assert_int_equal(stat(P("dst.img"), &st), 0);
 	assert_int_equal(st.st_size, 40 << 20);
 	assert_true(st.st_blocks * 512 < (16 << 20)); /* holes stayed holes */
+	/* buffered output only (what tmpfs gets), odd chunk size, depth 1 */
+	ImgIoOptions ob = { .chunk_size = 5000, .queue_depth = 1, .no_direct = true, .no_fsync = true };
+	assert_int_equal(img_copy_file(P("src.img"), P("dst3.img"), &ob, &bytes, &e), 0);
+	snprintf(cmd, sizeof(cmd), "cmp -s %s %s", P("src.img"), P("dst3.img"));
+	assert_int_equal(system(cmd), 0);
+	/* a source on tmpfs, if there is one, and a destination there */
+	if (access("/dev/shm", W_OK) == 0) {
+		char shm[64];
+		snprintf(shm, sizeof(shm), "/dev/shm/test-imgstore-%d", (int)getpid());
+		assert_int_equal(img_copy_file(P("src.img"), shm, NULL, NULL, &e), 0);
+		snprintf(cmd, sizeof(cmd), "cmp -s %s %s", P("src.img"), shm);
+		assert_int_equal(system(cmd), 0);
+		unlink(shm);
+	}
 	/* default options, empty file, missing source */
 	assert_int_equal(img_copy_file(P("src.img"), P("dst2.img"), NULL, NULL, &e), 0);
 	spit(P("empty"), "", 0);
@@ -548,6 +562,17 @@ static void test_streams(void **state)
 		_exit(off == len ? 0 : 3);
 	}
 	close(p[0]);
+	/* the same stream into a file with buffered writes only */
+	spit(P("in.state"), buf, len);
+	ImgIoOptions nb = { .no_direct = true, .chunk_size = 12345 };
+	int in = open(P("in.state"), O_RDONLY | O_CLOEXEC);
+	assert_int_equal(img_stream_to_file(in, P("ram2.state"), 0, &nb, &bytes, &e), 0);
+	close(in);
+	assert_int_equal(bytes, len);
+	assert_int_equal(slurp(P("ram2.state"), &back), len);
+	assert_memory_equal(back, buf, len);
+	free(back);
+
 	ImgIoOptions o = { .chunk_size = 100000, .queue_depth = 5 };
 	assert_int_equal(img_stream_from_file(P("in.state"), p[1], &o, &bytes, &e), 0);
 	close(p[1]);
