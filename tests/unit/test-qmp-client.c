@@ -949,6 +949,51 @@ static void test_connect_errors(void **state)
 	assert_int_equal(qmp_client_new_fd(-1, NULL, &c, NULL), -EINVAL);
 }
 
+static int count_fds(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) >= 0)
+			n++;
+	return n;
+}
+
+/* A daemon opens and drops many connections: none may leak a descriptor,
+ * whether it ends by EOF, by free, with descriptors still queued, or with
+ * descriptors already sent. */
+static void test_no_descriptor_leaks(void **state)
+{
+	int before = count_fds();
+	for (int round = 0; round < 3; round++) {
+		Fake f;
+		Ctx x = { 0 };
+		QmpClient *c = new_ready(&f, &x, NULL);
+		int p[2];
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		Rec a = { 0 }, b = { 0 };
+		/* a's descriptor goes out; b's waits behind it. */
+		assert_int_equal(qmp_client_command(c, "getfd", NULL, p[0], 0, on_reply, &a), 0);
+		assert_int_equal(qmp_client_command(c, "getfd", NULL, p[1], 0, on_reply, &b), 0);
+		close(p[0]);
+		close(p[1]);
+		fake_expect(&f, c, "getfd", NULL);
+		if (round == 0) {
+			qmp_client_free(c);
+		} else {
+			fake_close(&f);
+			int r = 0;
+			for (int i = 0; i < 100 && r == 0; i++)
+				r = pump(c, NULL, 20);
+			assert_int_equal(r, -ECONNRESET);
+			qmp_client_free(c);
+		}
+		assert_int_equal(a.calls, 1);
+		assert_int_equal(b.calls, 1);
+		fake_fini(&f);
+	}
+	assert_int_equal(count_fds(), before);
+}
+
 /* ---- blocking helpers against a fake server thread ----------------------- */
 
 typedef struct ThreadServer {
@@ -1158,6 +1203,7 @@ int main(void)
 		cmocka_unit_test(test_output_queue_cap),
 		cmocka_unit_test(test_fd_passing),
 		cmocka_unit_test(test_connect_errors),
+		cmocka_unit_test(test_no_descriptor_leaks),
 		cmocka_unit_test(test_sync_helpers),
 		cmocka_unit_test(test_connect_sync_timeout),
 	};
