@@ -191,6 +191,33 @@ static int read_chain(Reader *rd, size_t i, uint64_t off, uint8_t *buf, size_t l
 	return 0;
 }
 
+/*
+ * Bytes from off that are known to read as zeros without reading data: the
+ * L1 entry of every qcow2 layer covering off is empty down to a layer that
+ * ends before off. 0 = unknown (a raw layer, an allocated L2 table).
+ * UINT64_MAX = zeros forever. Lets flatten skip huge unallocated ranges of
+ * big sparse images in one step.
+ */
+static uint64_t known_zero(Reader *rd, size_t i, uint64_t off)
+{
+	Layer *l = &rd->layers[i];
+	if (off >= l->info->virtual_size)
+		return UINT64_MAX;
+	if (l->info->format != IMG_FMT_QCOW2)
+		return 0;
+	uint64_t cs = l->info->cluster_size, span = cs * (cs / 8);
+	uint64_t l1i = off / span;
+	if (l1i < l->info->l1_size && (l->l1[l1i] & QCOW2_OFFSET_MASK))
+		return 0;
+	uint64_t n = span - off % span;
+	if (i + 1 < rd->n) {
+		uint64_t m = known_zero(rd, i + 1, off);
+		if (m < n)
+			n = m;
+	}
+	return n;
+}
+
 static bool all_zero(const uint8_t *b, size_t n)
 {
 	return n == 0 || (b[0] == 0 && memcmp(b, b + 1, n - 1) == 0);
@@ -207,6 +234,11 @@ static int raw_fill(void *ud, uint8_t *buf, size_t cap, uint64_t *off, size_t *l
 {
 	RawOut *o = ud;
 	while (o->pos < o->size) {
+		uint64_t z = known_zero(o->rd, 0, o->pos) & ~(uint64_t)4095;
+		if (z) {
+			o->pos = z > o->size - o->pos ? o->size : o->pos + z;
+			continue;
+		}
 		size_t n = o->size - o->pos < cap ? (size_t)(o->size - o->pos) : cap;
 		int r = read_chain(o->rd, 0, o->pos, buf, n);
 		if (r < 0)
@@ -237,6 +269,11 @@ static int q_fill(void *ud, uint8_t *buf, size_t cap, uint64_t *off, size_t *len
 	QOut *q = ud;
 	size_t k = 0;
 	while (k + q->cs <= cap && q->gpos < q->vsize) {
+		uint64_t z = known_zero(q->rd, 0, q->gpos) & ~(q->cs - 1);
+		if (z) {
+			q->gpos = z > q->vsize - q->gpos ? q->vsize : q->gpos + z;
+			continue;
+		}
 		size_t n = q->vsize - q->gpos < q->cs ? (size_t)(q->vsize - q->gpos) : (size_t)q->cs;
 		uint8_t *dst = buf + k;
 		int r = read_chain(q->rd, 0, q->gpos, dst, n);

@@ -234,6 +234,8 @@ static int qcow2_info_fd(int fd, const char *path, ImgInfo *ret, FlError *err)
 {
 	uint64_t fsize;
 	int r = img_fd_size(fd, &fsize);
+	if (r == -EINVAL)
+		return fl_error_set(err, r, "%s is not a regular file or block device", path);
 	if (r < 0)
 		return fl_error_set(err, r, "cannot stat %s: %s", path, strerror(-r));
 	uint8_t small[4096];
@@ -268,6 +270,8 @@ static int probe_fd(int fd, const char *path, ImgFormat want, ImgInfo *ret, FlEr
 	uint8_t magic[4];
 	uint64_t fsize;
 	int r = img_fd_size(fd, &fsize);
+	if (r == -EINVAL)
+		return fl_error_set(err, r, "%s is not a regular file or block device", path);
 	if (r < 0)
 		return fl_error_set(err, r, "cannot stat %s: %s", path, strerror(-r));
 	if (want == IMG_FMT_UNKNOWN) {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -245,6 +246,29 @@ static void test_flatten_matches_convert(void **state)
 	assert_int_equal(sh("qemu-img compare -q onraw.qcow2 f2.raw"), 0);
 }
 
+static void test_flatten_big_sparse_chain(void **state)
+{
+	/* 1 TiB virtual, a few MiB of data: flatten must skip the unallocated
+	 * ranges through the L1 tables instead of reading a terabyte of zeros. */
+	FlError e = { 0 };
+	assert_int_equal(sh("qemu-img create -q -f qcow2 big.qcow2 1T && "
+			    "qemu-io -c 'write -P 0x21 0 1M' -c 'write -P 0x22 700G 64k' big.qcow2 >/dev/null"),
+			 0);
+	assert_int_equal(img_qcow2_create_overlay(P("bigtop.qcow2"), "big.qcow2", NULL, 0, 0, &e), 0);
+	assert_int_equal(sh("qemu-io -c 'write -P 0x23 1023G 8k' -c 'write -P 0x24 4k 4k' bigtop.qcow2 >/dev/null"), 0);
+	time_t t0 = time(NULL);
+	assert_int_equal(img_flatten(P("bigtop.qcow2"), IMG_FMT_QCOW2, P("bigflat.qcow2"), IMG_FMT_QCOW2, NULL, &e), 0);
+	assert_int_equal(img_flatten(P("bigtop.qcow2"), IMG_FMT_QCOW2, P("bigflat.raw"), IMG_FMT_RAW, NULL, &e), 0);
+	assert_true(time(NULL) - t0 < 30);
+	assert_int_equal(sh("qemu-img check -q bigflat.qcow2"), 0);
+	assert_int_equal(sh("qemu-img compare -q bigtop.qcow2 bigflat.qcow2"), 0);
+	assert_int_equal(sh("qemu-img compare -q -F raw bigtop.qcow2 bigflat.raw"), 0);
+	struct stat st;
+	assert_int_equal(stat(P("bigflat.raw"), &st), 0);
+	assert_int_equal((uint64_t)st.st_size, 1ull << 40);
+	assert_true(st.st_blocks * 512 < (64 << 20));
+}
+
 static void test_flatten_refuses_compressed(void **state)
 {
 	FlError e = { 0 };
@@ -321,6 +345,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_overlays_pass_qemu_img_check, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_qemu_writes_land_in_overlay, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flatten_matches_convert, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flatten_big_sparse_chain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flatten_refuses_compressed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_equals_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_registry_chain_is_a_qemu_chain, setup, teardown),
