@@ -60,12 +60,36 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* Shows QEMU's output and process state when something goes wrong. */
+static void dump_qemu(const TestQemu *q)
+{
+	char path[64], buf[4096];
+	FILE *f = fopen(q->log_path, "re");
+	if (f) {
+		size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+		buf[n] = 0;
+		fprintf(stderr, "qemu.log:\n%s\n", buf);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)q->pid);
+	f = fopen(path, "re");
+	if (f) {
+		if (fgets(buf, sizeof(buf), f))
+			fprintf(stderr, "qemu stat: %s", buf);
+		fclose(f);
+	}
+}
+
 static QmpClient *connect_sync(Fixture *fx)
 {
 	FlError err = { 0 };
-	int r = qmp_connect_sync(fx->qemu.qmp_path, 10000, &fx->c, &err);
-	if (r < 0)
-		fail_msg("qmp_connect_sync: %s", err.msg);
+	uint64_t t0 = qmp_now_ms();
+	int r = qmp_connect_sync(fx->qemu.qmp_path, 20000, &fx->c, &err);
+	if (r < 0) {
+		dump_qemu(&fx->qemu);
+		fail_msg("qmp_connect_sync after %llu ms: %s",
+			 (unsigned long long)(qmp_now_ms() - t0), err.msg);
+	}
 	return fx->c;
 }
 
