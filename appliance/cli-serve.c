@@ -4,6 +4,10 @@
  * state-dir lock, decides the accelerator (probe or cache), starts the
  * HTTP server and waits for SIGTERM/SIGINT, then shuts down cleanly.
  *
+ * Start order: config, state-dir lock, accelerator, FL_SERVICE entries
+ * (database, engine, auth: see http.h) in their order, then HTTP. Stop
+ * order is the reverse, so no request runs against a stopped engine.
+ *
  * DESIGN: SIGTERM/SIGINT/SIGHUP are blocked before any thread exists, so
  * civetweb's workers inherit the mask and the main thread alone receives
  * them through a signalfd it polls. The listening address actually bound
@@ -68,6 +72,17 @@ static void write_serve_json(const FlApp *app, char *path, size_t len)
 	if (r < 0)
 		fl_log_warn("cannot write %s: %s", path, strerror(-r));
 	json_object_put(o);
+}
+
+/* Stops the first n services in reverse order. */
+static void stop_services(FlApp *app, const FlService *const *services, size_t n)
+{
+	while (n-- > 0) {
+		if (services[n]->stop) {
+			fl_log_info("stopping %s", services[n]->name);
+			services[n]->stop(app);
+		}
+	}
 }
 
 int fl_cmd_serve(int argc, char **argv)
@@ -178,16 +193,33 @@ int fl_cmd_serve(int argc, char **argv)
 	fl_log_info("accelerator: %s (%s)%s", fl_accel_name(app.accel.kind), app.accel.reason,
 		    app.accel.cached ? " [cached]" : "");
 
+	/* Services (database, engine, auth, ...) come up before the first request. */
+	const FlService *services[FL_MAX_SERVICES];
+	size_t nsvc = fl_services(services, FL_MAX_SERVICES), started = 0;
+	for (; started < nsvc; started++) {
+		const FlService *sv = services[started];
+		fl_log_info("starting %s", sv->name);
+		r = sv->start(&app, &err);
+		if (r < 0) {
+			fl_error_prefix(&err, "cannot start %s", sv->name);
+			fl_cli_error("%s", err.msg);
+			stop_services(&app, services, started);
+			return 1;
+		}
+	}
+
 	FlHttpServer *http = NULL;
 	r = fl_http_start(&app, &http, &err);
 	if (r < 0) {
 		fl_cli_error("%s", err.msg);
+		stop_services(&app, services, started);
 		return 1;
 	}
 	const FlRoute *const *routes;
 	size_t nroutes = fl_http_routes(&routes);
 	fl_log_info("listening on http://%s (%zu routes)", app.listen, nroutes);
-	fl_log_warn("no token authentication yet: role checks are not enforced");
+	if (!app.auth)
+		fl_log_warn("no token authentication installed: role checks are not enforced");
 
 	char serve_json[PATH_MAX];
 	write_serve_json(&app, serve_json, sizeof(serve_json));
@@ -212,6 +244,7 @@ int fl_cmd_serve(int argc, char **argv)
 		break;
 	}
 	fl_http_stop(http);
+	stop_services(&app, services, started);
 	unlink(serve_json);
 	fl_log_info("stopped");
 	return 0;

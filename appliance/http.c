@@ -46,6 +46,30 @@ size_t fl_http_routes(const FlRoute *const **ret)
 	return (size_t)(__stop_fl_routes - __start_fl_routes);
 }
 
+extern const FlService *const __start_fl_service_set[] __attribute__((weak));
+extern const FlService *const __stop_fl_service_set[] __attribute__((weak));
+
+static int service_cmp(const void *a, const void *b)
+{
+	const FlService *x = *(const FlService *const *)a, *y = *(const FlService *const *)b;
+	if (x->order != y->order)
+		return x->order < y->order ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+size_t fl_services(const FlService **out, size_t max)
+{
+	size_t n = 0;
+	if (__start_fl_service_set && __stop_fl_service_set)
+		n = (size_t)(__stop_fl_service_set - __start_fl_service_set);
+	if (n > max)
+		n = max;
+	for (size_t i = 0; i < n; i++)
+		out[i] = __start_fl_service_set[i];
+	qsort(out, n, sizeof(out[0]), service_cmp);
+	return n;
+}
+
 const char *fl_role_name(FlRole r)
 {
 	switch (r) {
@@ -487,13 +511,15 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 		}
 		goto done;
 	}
-	if (rt->role > FL_ROLE_NONE && s->auth) {
+	fl_http_auth_fn auth = s->auth ? s->auth : s->app->auth;
+	void *auth_ud = s->auth ? s->auth_ud : s->app->auth_ud;
+	if (rt->role > FL_ROLE_NONE && auth) {
 		const char *h = mg_get_header(conn, "Authorization");
 		const char *token = NULL;
 		FlRole role = FL_ROLE_NONE;
 		if (h && !strncasecmp(h, "Bearer ", 7))
 			token = h + 7;
-		r = s->auth(s->auth_ud, token, &role);
+		r = auth(auth_ud, token, &role);
 		if (r < 0 || !token) {
 			status = send_error_ext(req, 401,
 						token ? "invalid token" : "missing bearer token", NULL,
@@ -508,7 +534,7 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 		}
 		req->role = role;
 	} else {
-		req->role = s->auth ? FL_ROLE_NONE : FL_ROLE_ADMIN;
+		req->role = auth ? FL_ROLE_NONE : FL_ROLE_ADMIN;
 	}
 
 	r = rt->handler(req);

@@ -30,7 +30,7 @@
  * started a response must not return a negative value.
  *
  * Roles: each route names the least role it needs. The router asks the
- * authenticator installed with fl_http_set_auth() (tokens come in a later
+ * authenticator in app->auth (installed by a service; tokens come in a later
  * issue); with none installed every request passes (development only, and
  * logged at start-up).
  *
@@ -66,6 +66,14 @@ typedef enum FlRole {
 
 const char *fl_role_name(FlRole r);
 
+struct FlApp;
+
+/*
+ * Authenticator: given the bearer token (NULL if none), return 0 and the
+ * caller's role, or -EACCES (bad token). Called on civetweb threads.
+ */
+typedef int (*fl_http_auth_fn)(void *ud, const char *token, FlRole *ret_role);
+
 /*
  * Everything the API handlers share, built by `fluid serve`. Read-only
  * after the server starts, except what the engine guards itself.
@@ -76,10 +84,46 @@ typedef struct FlApp {
 	int64_t started_at;   /* CLOCK_REALTIME seconds */
 	uint64_t started_mono_ms;
 	char listen[128];     /* actual address after binding (port 0 resolved) */
-	void *engine;         /* FlEngine *, NULL until the engine is wired in */
-	/* Optional: adds engine figures (running sandboxes, ...) to GET /v1/status. */
+	void *engine;         /* FlEngine *, set by the engine's FL_SERVICE */
+	void *db;             /* database handle, set by the audit FL_SERVICE */
+	/* Optional: adds live figures to GET /v1/status (it may replace
+	 * "capacity"."sandboxes" with the running count). */
 	void (*status_extend)(struct FlApp *app, struct json_object *status);
+	/* Optional: token authenticator, set by a service before listening. */
+	fl_http_auth_fn auth;
+	void *auth_ud;
 } FlApp;
+
+/*
+ * Services: subsystems `fluid serve` starts after the accelerator decision
+ * and before the HTTP server listens (lowest order first), and stops in
+ * reverse after the HTTP server has stopped. Declared in the subsystem's
+ * own appliance/<name>.c file, so wiring one in touches no shared file:
+ *
+ *     static int engine_start(FlApp *app, FlError *err) { ... app->engine = e; }
+ *     static void engine_stop(FlApp *app) { fl_engine_free(app->engine); }
+ *     FL_SERVICE(engine, 20, engine_start, engine_stop);
+ *
+ * start returns 0 or -errno with err set (start-up then fails and the
+ * services already started are stopped). stop may be NULL.
+ * Order convention: 10 database/audit, 20 engine, 30 auth.
+ */
+typedef struct FlService {
+	const char *name;
+	int order;
+	int (*start)(FlApp *app, FlError *err);
+	void (*stop)(FlApp *app);
+} FlService;
+
+#define FL_SERVICE(name_, order_, start_, stop_)                                         \
+	static const FlService fl_service_##name_ = {                                   \
+		.name = #name_, .order = (order_), .start = (start_), .stop = (stop_)}; \
+	__attribute__((used, section("fl_service_set"))) static const FlService *const     \
+		fl_service_ptr_##name_ = &fl_service_##name_
+
+#define FL_MAX_SERVICES 32
+/* Fills out (max entries) with the registered services sorted by order. */
+size_t fl_services(const FlService **out, size_t max);
 
 typedef struct FlHttpReq {
 	struct mg_connection *conn;
@@ -119,11 +163,7 @@ typedef struct FlRoute {
 
 typedef struct FlHttpServer FlHttpServer;
 
-/*
- * Authenticator: given the bearer token (NULL if none), return the caller's
- * role (>= 0), or -EACCES (bad token). Called on civetweb threads.
- */
-typedef int (*fl_http_auth_fn)(void *ud, const char *token, FlRole *ret_role);
+/* Overrides app->auth for this server (tests). */
 void fl_http_set_auth(FlHttpServer *s, fl_http_auth_fn fn, void *ud);
 
 /* Binds app->cfg->server.listen and starts serving; fills app->listen. */

@@ -39,7 +39,7 @@ $(B)/tests/unit/test-accel: $(B)/asan/tests/unit/test-accel.o $(B)/asan/applianc
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
 
 $(B)/tests/unit/test-http: $(B)/asan/tests/unit/test-http.o $(B)/asan/appliance/http.o \
-		$(B)/asan/appliance/api-ops.o $(B)/asan/appliance/state.o $(B)/asan/appliance/accel.o \
+		$(B)/asan/appliance/api-ops.o $(B)/asan/appliance/cli-client.o $(B)/asan/appliance/state.o $(B)/asan/appliance/accel.o \
 		$(FL_CONFIG_ASAN)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
