@@ -19,6 +19,14 @@
 static char g_dir[64];
 static char g_a[128], g_b[128], g_out[128];
 
+static void cleanup(void)
+{
+	unlink(g_a);
+	unlink(g_b);
+	unlink(g_out);
+	rmdir(g_dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	snprintf(g_dir, sizeof(g_dir), "/tmp/fuzz-qcow2-XXXXXX");
@@ -27,6 +35,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	snprintf(g_a, sizeof(g_a), "%s/a", g_dir);
 	snprintf(g_b, sizeof(g_b), "%s/b", g_dir);
 	snprintf(g_out, sizeof(g_out), "%s/out", g_dir);
+	atexit(cleanup);
 	return 0;
 }
 
