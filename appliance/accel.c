@@ -537,6 +537,19 @@ static void cache_store(const char *path, const char *key, const FlAccelInfo *in
 	(void)fl_write_file_atomic(path, s, strlen(s), 0644);
 }
 
+/* Prepends "what: " to err's message (the message may be cut, never overflows). */
+static int error_context(FlError *err, int r, const char *what)
+{
+	if (err) {
+		char old[sizeof(err->msg)];
+		memcpy(old, err->msg, sizeof(old));
+		if (snprintf(err->msg, sizeof(err->msg), "%s: %s", what, old) >= (int)sizeof(err->msg))
+			err->msg[sizeof(err->msg) - 1] = 0;
+		err->code = r;
+	}
+	return r;
+}
+
 int fl_accel_decide_with(FlAccelMode mode, unsigned timeout_ms, const char *cache_path,
 			 const FlAccelOps *ops, FlAccelInfo *ret, FlError *err)
 {
@@ -588,7 +601,7 @@ int fl_accel_decide_with(FlAccelMode mode, unsigned timeout_ms, const char *cach
 	FlAccelProbeResult pr;
 	r = ops->probe(ops->ud, "kvm", timeout_ms, &pr, err);
 	if (r < 0)
-		return fl_error_prefix(err, "kvm probe");
+		return error_context(err, r, "kvm probe");
 	info.probed = true;
 	if (pr.ok) {
 		info.kind = FL_ACCEL_KVM;

@@ -62,7 +62,7 @@ typedef struct FlAccelProbeResult {
 	unsigned elapsed_ms; /* from spawn to marker, exit or deadline */
 	int exit_status;     /* QEMU's exit status if it exited by itself, else -1 */
 	char stages[8];      /* stage characters the guest printed: 1 real, 2 protected, 3 long mode */
-	char qemu_stderr[200]; /* first line QEMU printed on stderr */
+	char qemu_stderr[120]; /* first line QEMU printed on stderr (truncated) */
 	char reason[200];    /* human summary, e.g. "no guest output within 3000 ms" */
 } FlAccelProbeResult;
 

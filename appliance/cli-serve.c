@@ -61,7 +61,7 @@ static void write_serve_json(const FlApp *app, char *path, size_t len)
 		return;
 	json_object_object_add(o, "pid", json_object_new_int64(getpid()));
 	json_object_object_add(o, "listen", json_object_new_string(app->listen));
-	char url[160];
+	char url[320];
 	snprintf(url, sizeof(url), "http://%s", app->listen);
 	json_object_object_add(o, "url", json_object_new_string(url));
 	json_object_object_add(o, "accelerator",
@@ -186,8 +186,7 @@ int fl_cmd_serve(int argc, char **argv)
 			    cfg->accel_probe_timeout_ms);
 	r = fl_accel_decide(cfg, &app.accel, &err);
 	if (r < 0) {
-		fl_error_prefix(&err, "cannot decide the accelerator");
-		fl_cli_error("%s", err.msg);
+		fl_cli_error("cannot decide the accelerator: %s", err.msg);
 		return 1;
 	}
 	fl_log_info("accelerator: %s (%s)%s", fl_accel_name(app.accel.kind), app.accel.reason,
@@ -201,8 +200,7 @@ int fl_cmd_serve(int argc, char **argv)
 		fl_log_info("starting %s", sv->name);
 		r = sv->start(&app, &err);
 		if (r < 0) {
-			fl_error_prefix(&err, "cannot start %s", sv->name);
-			fl_cli_error("%s", err.msg);
+			fl_cli_error("cannot start %s: %s", sv->name, err.msg);
 			stop_services(&app, services, started);
 			return 1;
 		}

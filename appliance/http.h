@@ -83,7 +83,7 @@ typedef struct FlApp {
 	FlAccelInfo accel;
 	int64_t started_at;   /* CLOCK_REALTIME seconds */
 	uint64_t started_mono_ms;
-	char listen[128];     /* actual address after binding (port 0 resolved) */
+	char listen[300];     /* actual address after binding (port 0 resolved) */
 	void *engine;         /* FlEngine *, set by the engine's FL_SERVICE */
 	void *db;             /* database handle, set by the audit FL_SERVICE */
 	/* Optional: adds live figures to GET /v1/status (it may replace

@@ -114,7 +114,7 @@ static void test_live_server(void **state)
 	FlApp app = {.cfg = cfg, .auth = fake_auth};
 	FlHttpServer *srv = NULL;
 	assert_int_equal(fl_http_start(&app, &srv, &err), 0);
-	char url[160];
+	char url[320];
 	snprintf(url, sizeof(url), "http://%s", app.listen);
 	FlClientResponse resp = {0};
 	const char *path = "/v1/test/sbx-9/snapshots/s1/restore";
