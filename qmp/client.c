@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -830,14 +831,61 @@ static bool sync_ready_or_dead(QmpClient *c, void *arg)
 	return c->state == CS_READY;
 }
 
+/*
+ * A blocking connect() on a unix socket sleeps in the kernel while the
+ * listener's backlog is full (QEMU accepts one monitor client at a time and
+ * leaves the others queued), bounded by SO_SNDTIMEO: so a busy monitor
+ * means waiting, not an immediate -EAGAIN.
+ */
+static int connect_blocking(const char *path, uint64_t deadline, FlError *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+
+	if (!path)
+		return fl_error_set(err, -EINVAL, "invalid argument");
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return fl_error_set(err, -ENAMETOOLONG, "QMP socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+
+	_cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return fl_error_set(err, -errno, "socket: %m");
+	for (;;) {
+		uint64_t now = qmp_now_ms();
+		uint64_t left = deadline > now ? deadline - now : 1;
+		struct timeval tv = { .tv_sec = (time_t)(left / 1000),
+				      .tv_usec = (suseconds_t)(left % 1000) * 1000 };
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
+			return fl_error_set(err, -errno, "SO_SNDTIMEO: %m");
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		if (errno == EINTR && qmp_now_ms() < deadline)
+			continue;
+		if (errno == EAGAIN || errno == EINPROGRESS || errno == EINTR)
+			return fl_error_set(err, -ETIMEDOUT, "connect to %s: listener busy", path);
+		return fl_error_set(err, -errno, "connect to %s: %m", path);
+	}
+	struct timeval zero = { 0 };
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof(zero)) < 0)
+		return fl_error_set(err, -errno, "SO_SNDTIMEO: %m");
+	return TAKE_FD(fd);
+}
+
 int qmp_connect_sync(const char *socket_path, unsigned timeout_ms, QmpClient **ret, FlError *err)
 {
-	QmpClientOptions opts = { .handshake_timeout_ms = timeout_ms };
 	QmpClient *c = NULL;
 
 	if (!ret)
 		return fl_error_set(err, -EINVAL, "invalid argument");
-	int r = qmp_client_new(socket_path, &opts, &c, err);
+	if (!timeout_ms)
+		timeout_ms = QMP_HANDSHAKE_TIMEOUT_DEFAULT;
+	uint64_t deadline = qmp_now_ms() + timeout_ms;
+	int fd = connect_blocking(socket_path, deadline, err);
+	if (fd < 0)
+		return fd;
+	uint64_t now = qmp_now_ms();
+	QmpClientOptions opts = { .handshake_timeout_ms = deadline > now ? (unsigned)(deadline - now) : 1 };
+	int r = qmp_client_new_fd(fd, &opts, &c, err);
 	if (r < 0)
 		return r;
 	c->evq_enabled = true;

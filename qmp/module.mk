@@ -26,7 +26,7 @@ UNIT_TESTS += $(B)/tests/unit/test-qmp-parser $(B)/tests/unit/test-qmp-client
 $(B)/tests/integration/test-qmp-qemu: $(B)/obj/tests/integration/test-qmp-qemu.o \
 		$(B)/obj/qmp/testing/qemu-spawn.o $(B)/libqmp.a
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(QMP_LIBS) $(QMP_CMOCKA_LIBS)
+	$(CC) -o $@ $^ $(QMP_LIBS) $(QMP_CMOCKA_LIBS) -lpthread
 INTEG_TESTS += $(B)/tests/integration/test-qmp-qemu
 
 .PHONY: libqmp

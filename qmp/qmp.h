@@ -138,8 +138,11 @@ uint64_t qmp_now_ms(void); /* CLOCK_MONOTONIC in ms */
 
 /* ---- Blocking helpers (tools and tests) --------------------------------- */
 
-/* Connects and negotiates, waiting up to timeout_ms (0 = 5000). Events
- * are queued for qmp_wait_event_sync() from the greeting on. */
+/* Connects and negotiates, waiting up to timeout_ms (0 = 5000) in all,
+ * including for room in the listener's backlog (QEMU serves one monitor
+ * client at a time; later ones queue). A missing socket fails at once
+ * (-ENOENT/-ECONNREFUSED). Events are queued for qmp_wait_event_sync()
+ * from the greeting on. */
 int qmp_connect_sync(const char *socket_path, unsigned timeout_ms, QmpClient **ret, FlError *err);
 /* Runs one command and waits for its reply. *ret_json (may be NULL) gets a
  * new reference to "return". QMP errors give -EREMOTEIO with the class and

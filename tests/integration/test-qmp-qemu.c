@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -462,6 +463,60 @@ static void test_sigkill_during_call_sync(void **state)
 	assert_int_equal(qmp_call_sync(c, "query-status", NULL, -1, 1000, NULL, &err), -ENOTCONN);
 }
 
+/* QEMU's monitor serves one client at a time: a second qmp_connect_sync()
+ * waits (its greeting comes when the first client leaves) instead of
+ * failing. */
+typedef struct Second {
+	const char *path;
+	int r;
+	uint64_t ready_at;
+	char status[32];
+} Second;
+
+static void *second_client(void *arg)
+{
+	Second *s = arg;
+	QmpClient *c = NULL;
+	s->r = qmp_connect_sync(s->path, 20000, &c, NULL);
+	__atomic_store_n(&s->ready_at, qmp_now_ms(), __ATOMIC_SEQ_CST);
+	if (s->r == 0) {
+		struct json_object *ret = NULL, *v;
+		s->r = qmp_call_sync(c, "query-status", NULL, -1, 5000, &ret, NULL);
+		if (s->r == 0 && json_object_object_get_ex(ret, "status", &v))
+			snprintf(s->status, sizeof(s->status), "%s", json_object_get_string(v));
+		json_object_put(ret);
+	}
+	qmp_client_free(c);
+	return NULL;
+}
+
+static void test_second_client_waits(void **state)
+{
+	Fixture *fx = *state;
+	QmpClient *c = connect_sync(fx);
+	FlError err = { 0 };
+	assert_int_equal(qmp_call_sync(c, "cont", NULL, -1, 5000, NULL, &err), 0);
+	assert_int_equal(qmp_call_sync(c, "stop", NULL, -1, 5000, NULL, &err), 0);
+
+	Second s = { .path = fx->qemu.qmp_path, .r = 1 };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, second_client, &s), 0);
+	/* Keep the first connection busy for a while: the second one gets
+	 * nothing meanwhile. */
+	for (int i = 0; i < 20; i++)
+		assert_int_equal(qmp_call_sync(c, "query-status", NULL, -1, 5000, NULL, &err), 0);
+	struct json_object *data = NULL;
+	assert_int_equal(qmp_wait_event_sync(c, "NO_SUCH_EVENT", 200, &data, &err), -ETIMEDOUT);
+	uint64_t released = qmp_now_ms();
+	assert_int_equal(__atomic_load_n(&s.ready_at, __ATOMIC_SEQ_CST), 0);
+	qmp_client_free(TAKE_PTR(fx->c));
+
+	pthread_join(t, NULL);
+	assert_int_equal(s.r, 0);
+	assert_true(s.ready_at >= released);
+	assert_string_equal(s.status, "paused");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -471,6 +526,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_getfd_migrate_to_pipe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_add_fd_pipelined, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_async_many_in_flight, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_client_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_with_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sigkill_during_call_sync, setup, teardown),
 	};

@@ -1175,6 +1175,26 @@ static void test_connect_sync_timeout(void **state)
 	assert_true(qmp_now_ms() >= t0 + 80);
 	assert_null(c);
 	assert_non_null(strstr(err.msg, "QMP handshake"));
+
+	/* Backlog full: the blocking helper waits (bounded) instead of
+	 * failing at once with -EAGAIN. */
+	int q[64], nq = 0;
+	for (; nq < 64; nq++) {
+		q[nq] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (connect(q[nq], (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			assert_int_equal(errno, EAGAIN);
+			close(q[nq]);
+			break;
+		}
+	}
+	assert_true(nq < 64);
+	assert_int_equal(qmp_client_new(path, NULL, &c, NULL), -EAGAIN);
+	t0 = qmp_now_ms();
+	assert_int_equal(qmp_connect_sync(path, 80, &c, &err), -ETIMEDOUT);
+	assert_true(qmp_now_ms() >= t0 + 70);
+	assert_non_null(strstr(err.msg, "busy"));
+	for (int i = 0; i < nq; i++)
+		close(q[i]);
 	close(l);
 	unlink(path);
 	rmdir(dir);
