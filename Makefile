@@ -13,7 +13,7 @@ PKGS     := json-c libpq yaml-0.1 liburing libssh
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation
 CPPFLAGS := -D_GNU_SOURCE -Icommon -Iqmp -Iimgstore -Iimage-build/agent -Iappliance
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu17 $(WARN) -fno-strict-aliasing $(PKG_CFLAGS) -MMD -MP

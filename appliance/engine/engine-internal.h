@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internal structures of the sandbox engine, shared by engine.c (sandbox
+ * lifecycle), engine-agent.c (the agent bridge on the loop thread),
+ * engine-template.c (templates) and engine-store.c (records on disk).
+ *
+ * Locking: e->lock protects the sandbox table and every record field; it is
+ * held only briefly (never across QEMU or agent waits). sb->op_lock
+ * serialises long operations on one sandbox and is always taken before
+ * e->lock. The registry has its own e->reg_lock. Agent connections belong
+ * to the loop thread.
+ */
+#ifndef FL_ENGINE_INTERNAL_H
+#define FL_ENGINE_INTERNAL_H
+
+#include <dirent.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "agent-client.h"
+#include "engine.h"
+#include "imgstore.h"
+#include "loop.h"
+#include "qmp.h"
+#include "vm.h"
+
+FL_DEFINE_CLEANUP(DIR *, closedir)
+FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
+FL_DEFINE_CLEANUP(QmpClient *, qmp_client_free)
+FL_DEFINE_CLEANUP(AgentClient *, agent_client_free)
+
+#define FL_ID_LEN 16
+#define FL_NAME_MAX 64
+
+typedef enum SbState {
+	SB_CREATED,
+	SB_STARTING,
+	SB_RUNNING,
+	SB_STOPPED,
+	SB_DESTROYED,
+	SB_ERROR,
+} SbState;
+
+typedef struct Snapshot {
+	char name[FL_NAME_MAX + 1];
+	char parent[FL_NAME_MAX + 1]; /* snapshot the sandbox was on, "" = root */
+	char layer[IMG_ID_SIZE];      /* frozen disk layer */
+	bool memory;                  /* has a RAM state file (checkpoint) */
+	int64_t created_at;
+} Snapshot;
+
+typedef struct AgentConn AgentConn;
+
+typedef struct Sandbox {
+	char id[FL_ID_LEN + 1];
+	char name[FL_NAME_MAX + 1];
+	char agent_id[129], job_id[129];
+	char base_image[FL_NAME_MAX + 1];
+	char network[8];
+	char boot[8];                  /* "clone" or "cold" */
+	char template_dir[512];        /* template used by a clone, "" if cold */
+	SbState state;
+	unsigned vcpus, memory_mb;
+	uint64_t ttl_seconds;
+	int64_t created_at, updated_at; /* unix seconds */
+	char active[IMG_ID_SIZE];      /* writable layer */
+	char head[FL_NAME_MAX + 1];    /* snapshot the active layer sits on */
+	Snapshot *snaps;
+	size_t n_snaps;
+	int pid;                       /* QEMU pid while running, 0 otherwise */
+	/* Journal of an interrupted operation (see docs/engine.md). */
+	char pending[16];              /* "", "create", "snapshot", "restore", "destroy" */
+	char pending_arg[FL_NAME_MAX + 1];
+	char pending_layer[IMG_ID_SIZE];
+
+	/* Runtime only. */
+	char dir[512];
+	FlVm vm;
+	pthread_mutex_t op_lock;
+	AgentConn *conn;               /* loop thread only */
+	unsigned refs;                 /* guarded by e->lock */
+} Sandbox;
+
+struct FlEngine {
+	FlEngineConfig cfg;
+	char state_dir[512], image_dir[512];
+	char sandboxes_dir[600], templates_dir[600], states_dir[600];
+	FlLoop *loop;
+	pthread_t loop_thread, janitor_thread;
+	bool stopping;
+	pthread_mutex_t lock;
+	pthread_cond_t janitor_cond;
+	Sandbox **sbs;
+	size_t n_sbs;
+	pthread_mutex_t reg_lock;
+	ImgRegistry *reg;
+	pthread_mutex_t tmpl_lock;     /* serialises template builds */
+};
+
+/* engine-store.c */
+const char *sb_state_name(SbState s);
+int sb_state_parse(const char *s, SbState *ret);
+struct json_object *sb_to_json(const Sandbox *sb, bool internal);
+int sb_from_json(struct json_object *o, Sandbox *sb, FlError *err);
+int sb_save(FlEngine *e, Sandbox *sb, FlError *err); /* caller holds e->lock */
+int fl_write_file_atomic(const char *path, const void *data, size_t len, FlError *err);
+int fl_mkdir_p(const char *path, mode_t mode);
+int fl_rm_rf(const char *path);
+int64_t fl_unix_now(void);
+int fl_random_hex(char *buf, size_t nhex);
+bool fl_name_valid(const char *s, size_t max, bool allow_dot);
+
+/* engine-agent.c: every function here is called from a handler thread and
+ * waits for the loop thread. */
+int ea_connect(FlEngine *e, Sandbox *sb, unsigned timeout_ms, FlError *err);
+void ea_disconnect(FlEngine *e, Sandbox *sb);
+int ea_call(FlEngine *e, Sandbox *sb, const char *op, struct json_object *args,
+	    unsigned timeout_ms, struct json_object **ret, FlError *err);
+int ea_exec(FlEngine *e, Sandbox *sb, const FlExecSpec *spec, fl_output_fn out, void *ud,
+	    FlExecResult *ret, FlError *err);
+
+/* engine-template.c */
+typedef struct Template {
+	char dir[600];
+	char ram[700], state[700];
+	char layer[IMG_ID_SIZE];
+	unsigned memory_mb, vcpus;
+} Template;
+
+typedef struct Image {
+	char name[FL_NAME_MAX + 1];
+	char dir[600];
+	char kernel[700], initrd[700], disk[700];
+	char cmdline[1024];
+	char inputs_hash[80];
+	unsigned memory_mb;
+} Image;
+
+int image_load(FlEngine *e, const char *name, Image *ret, FlError *err);
+/* Imports (once) the image's disk as a base layer; ret_id gets its id. */
+int image_base_layer(FlEngine *e, const Image *img, char ret_id[IMG_ID_SIZE], FlError *err);
+/* Finds or builds the template for (image, memory, vcpus). */
+int template_get(FlEngine *e, const Image *img, unsigned memory_mb, unsigned vcpus,
+		 Template *ret, FlError *err);
+/* QMP helper: saves device state (and RAM unless shared) of the VM behind
+ * qmp_path into path; the VM is left paused. */
+int vm_save_state(const char *qmp_path, const char *path, FlError *err);
+int qmp_simple(const char *qmp_path, const char *cmd, struct json_object *args,
+	       struct json_object **ret, FlError *err);
+
+#endif

@@ -1,0 +1,1282 @@
+// SPDX-License-Identifier: MIT
+/*
+ * engine: sandbox lifecycle (create by template clone or cold boot,
+ * start/stop/destroy, exec, snapshots, checkpoints, restore, branching,
+ * TTLs) and crash recovery.
+ *
+ * DESIGN: see engine.h for the threading model and engine-internal.h for
+ * the locks. Every multi-step operation writes its intent into the sandbox
+ * record (sb->pending) before it changes anything outside the record, and
+ * clears it when done; recovery at start-up (recover_sandbox) rolls each
+ * kind of interrupted operation forward or back. Disk layers live in the
+ * imgstore registry; a sandbox holds its active layer under the holder
+ * "sbx-<id>" and each snapshot under "snap-<id>-<name>", so layers shared
+ * by branches and snapshot trees are freed only when nothing uses them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "engine-internal.h"
+#include "qmp.h"
+
+#define AGENT_CLONE_TIMEOUT_MS 60000
+#define FREEZE_TIMEOUT_MS 30000
+
+/* ---- table ---------------------------------------------------------------- */
+
+static void sb_free(Sandbox *sb)
+{
+	if (!sb)
+		return;
+	if (sb->vm.pidfd >= 0)
+		close(sb->vm.pidfd);
+	pthread_mutex_destroy(&sb->op_lock);
+	free(sb->snaps);
+	free(sb);
+}
+
+static Sandbox *sb_alloc(void)
+{
+	Sandbox *sb = calloc(1, sizeof(*sb));
+	if (!sb)
+		return NULL;
+	sb->vm.pidfd = -1;
+	pthread_mutex_init(&sb->op_lock, NULL);
+	return sb;
+}
+
+static Sandbox *table_find(FlEngine *e, const char *id)
+{
+	for (size_t i = 0; i < e->n_sbs; i++)
+		if (!strcmp(e->sbs[i]->id, id) || !strcmp(e->sbs[i]->name, id))
+			return e->sbs[i];
+	return NULL;
+}
+
+static int table_add(FlEngine *e, Sandbox *sb)
+{
+	Sandbox **n = realloc(e->sbs, (e->n_sbs + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	e->sbs = n;
+	e->sbs[e->n_sbs++] = sb;
+	return 0;
+}
+
+static void table_remove(FlEngine *e, Sandbox *sb)
+{
+	for (size_t i = 0; i < e->n_sbs; i++)
+		if (e->sbs[i] == sb) {
+			e->sbs[i] = e->sbs[--e->n_sbs];
+			return;
+		}
+}
+
+/* Looks up a sandbox and takes its op lock. Release with sb_release(). */
+static int sb_acquire(FlEngine *e, const char *id, Sandbox **ret, FlError *err)
+{
+	pthread_mutex_lock(&e->lock);
+	Sandbox *sb = id ? table_find(e, id) : NULL;
+	if (!sb || sb->state == SB_DESTROYED) {
+		pthread_mutex_unlock(&e->lock);
+		return fl_error_set(err, -ENOENT, "no sandbox '%s'", id ? id : "");
+	}
+	sb->refs++;
+	pthread_mutex_unlock(&e->lock);
+	pthread_mutex_lock(&sb->op_lock);
+	if (sb->state == SB_DESTROYED) { /* destroyed while we waited */
+		pthread_mutex_unlock(&sb->op_lock);
+		pthread_mutex_lock(&e->lock);
+		bool last = --sb->refs == 0;
+		pthread_mutex_unlock(&e->lock);
+		if (last)
+			sb_free(sb);
+		return fl_error_set(err, -ENOENT, "no sandbox '%s'", id);
+	}
+	*ret = sb;
+	return 0;
+}
+
+static void sb_release(FlEngine *e, Sandbox *sb)
+{
+	pthread_mutex_unlock(&sb->op_lock);
+	pthread_mutex_lock(&e->lock);
+	bool last = --sb->refs == 0 && sb->state == SB_DESTROYED;
+	pthread_mutex_unlock(&e->lock);
+	if (last)
+		sb_free(sb);
+}
+
+static void emit(FlEngine *e, Sandbox *sb, const char *event)
+{
+	if (!e->cfg.on_event)
+		return;
+	pthread_mutex_lock(&e->lock);
+	struct json_object *o = sb_to_json(sb, false);
+	pthread_mutex_unlock(&e->lock);
+	e->cfg.on_event(sb->id, event, o, e->cfg.userdata);
+	json_object_put(o);
+}
+
+/* Updates the record under e->lock and persists it. */
+static int sb_commit(FlEngine *e, Sandbox *sb, FlError *err)
+{
+	pthread_mutex_lock(&e->lock);
+	sb->updated_at = fl_unix_now();
+	int r = sb_save(e, sb, err);
+	pthread_mutex_unlock(&e->lock);
+	return r;
+}
+
+static void sb_set_state(FlEngine *e, Sandbox *sb, SbState st)
+{
+	pthread_mutex_lock(&e->lock);
+	sb->state = st;
+	sb->pid = sb->vm.pidfd >= 0 ? sb->vm.pid : 0;
+	sb->updated_at = fl_unix_now();
+	sb_save(e, sb, NULL);
+	pthread_mutex_unlock(&e->lock);
+	emit(e, sb, "state");
+}
+
+static Snapshot *snap_find(Sandbox *sb, const char *name)
+{
+	for (size_t i = 0; i < sb->n_snaps; i++)
+		if (!strcmp(sb->snaps[i].name, name))
+			return &sb->snaps[i];
+	return NULL;
+}
+
+/* ---- registry helpers ------------------------------------------------------- */
+
+static void holder_active(const Sandbox *sb, char *buf)
+{
+	snprintf(buf, IMG_HOLDER_MAX, "sbx-%s", sb->id);
+}
+
+static void holder_snap(const Sandbox *sb, const char *name, char *buf)
+{
+	snprintf(buf, IMG_HOLDER_MAX, "snap-%s-%s", sb->id, name);
+}
+
+static int layer_path(FlEngine *e, const char *id, char *buf, size_t len, FlError *err)
+{
+	pthread_mutex_lock(&e->reg_lock);
+	int r = img_registry_layer_path(e->reg, id, buf, len, err);
+	pthread_mutex_unlock(&e->reg_lock);
+	return r;
+}
+
+static int new_active(FlEngine *e, Sandbox *sb, const char *parent, FlError *err)
+{
+	char holder[IMG_HOLDER_MAX];
+	holder_active(sb, holder);
+	pthread_mutex_lock(&e->reg_lock);
+	int r = img_registry_new_overlay(e->reg, parent, holder, 0, sb->active, err);
+	pthread_mutex_unlock(&e->reg_lock);
+	return r < 0 ? fl_error_prefix(err, "new disk layer") : 0;
+}
+
+static void drop_layer(FlEngine *e, const char *id, const char *holder)
+{
+	if (!id[0])
+		return;
+	pthread_mutex_lock(&e->reg_lock);
+	img_registry_unref(e->reg, id, holder, NULL);
+	img_registry_gc(e->reg, NULL, NULL);
+	pthread_mutex_unlock(&e->reg_lock);
+}
+
+static void state_path(FlEngine *e, const char *layer, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s.state", e->states_dir, layer);
+}
+
+/* Removes RAM state files whose layer the registry no longer has. */
+static void gc_states(FlEngine *e)
+{
+	_cleanup_(closedirp) DIR *d = opendir(e->states_dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char id[IMG_ID_SIZE];
+		if (strlen(de->d_name) != IMG_ID_LEN + 6 || strcmp(de->d_name + IMG_ID_LEN, ".state"))
+			continue;
+		memcpy(id, de->d_name, IMG_ID_LEN);
+		id[IMG_ID_LEN] = 0;
+		ImgLayer info;
+		pthread_mutex_lock(&e->reg_lock);
+		int r = img_registry_layer_info(e->reg, id, &info, NULL);
+		pthread_mutex_unlock(&e->reg_lock);
+		if (r == -ENOENT) {
+			char p[800];
+			state_path(e, id, p, sizeof(p));
+			unlink(p);
+		}
+	}
+}
+
+/* ---- VM start/stop ---------------------------------------------------------- */
+
+static bool vm_alive(Sandbox *sb)
+{
+	if (sb->vm.pidfd < 0)
+		return false;
+	struct pollfd p = {.fd = sb->vm.pidfd, .events = POLLIN};
+	return poll(&p, 1, 0) == 0;
+}
+
+static void vm_stop(FlEngine *e, Sandbox *sb)
+{
+	ea_disconnect(e, sb);
+	fl_vm_kill(&sb->vm);
+	char p[700];
+	const char *files[] = {"qmp.sock", "agent.sock", "qemu.pid"};
+	for (size_t i = 0; i < FL_ARRAY_SIZE(files); i++) {
+		snprintf(p, sizeof(p), "%s/%s", sb->dir, files[i]);
+		unlink(p);
+	}
+}
+
+/* Replaces err's message with the last line QEMU printed before exiting. */
+static void qemu_error(Sandbox *sb, FlError *err)
+{
+	char path[700], buf[4096];
+	snprintf(path, sizeof(path), "%s/qemu.log", sb->dir);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : pread(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	char *last = strrchr(buf, '\n');
+	fl_error_set(err, -EIO, "QEMU exited: %s", last ? last + 1 : buf);
+}
+
+typedef enum BootKind { BOOT_COLD, BOOT_TEMPLATE, BOOT_STATE } BootKind;
+
+/*
+ * Boots the sandbox's VM on its active layer: cold, from its template
+ * (clone), or from a checkpoint's state file. Waits for the agent.
+ */
+static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_file, FlError *err)
+{
+	Image img;
+	int r = image_load(e, sb->base_image, &img, err);
+	if (r < 0)
+		return r;
+	char disk[IMG_PATH_MAX];
+	r = layer_path(e, sb->active, disk, sizeof(disk), err);
+	if (r < 0)
+		return r;
+	ImgChain *chain = NULL;
+	r = img_chain_resolve(disk, IMG_FMT_QCOW2, 0, &chain, err);
+	img_chain_free(chain);
+	if (r < 0)
+		return fl_error_prefix(err, "sandbox %s disk is unusable", sb->id);
+	char ram[700] = "", statef[800] = "";
+	if (kind == BOOT_TEMPLATE) {
+		snprintf(ram, sizeof(ram), "%s/ram", sb->template_dir);
+		snprintf(statef, sizeof(statef), "%s/state", sb->template_dir);
+	} else if (kind == BOOT_STATE) {
+		snprintf(statef, sizeof(statef), "%s", state_file);
+	}
+	FlVmSpec spec = {
+		.run_dir = sb->dir, .accel = e->cfg.accel, .vcpus = sb->vcpus, .memory_mb = sb->memory_mb,
+		.kernel = img.kernel, .initrd = img.initrd, .cmdline = img.cmdline, .disk = disk,
+		.ram_path = ram[0] ? ram : NULL, .ram_shared = false,
+		.boot = kind == BOOT_COLD ? FL_BOOT_COLD : FL_BOOT_INCOMING,
+		.incoming_path = statef[0] ? statef : NULL,
+		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = e->cfg.tb_size_mb,
+	};
+	r = fl_vm_spawn(&spec, &sb->vm, err);
+	if (r < 0)
+		return r;
+	if (kind != BOOT_COLD) {
+		r = fl_vm_incoming(&sb->vm, err);
+		if (r < 0) {
+			vm_stop(e, sb);
+			return r;
+		}
+	}
+	pthread_mutex_lock(&e->lock);
+	sb->pid = sb->vm.pid;
+	pthread_mutex_unlock(&e->lock);
+	unsigned timeout = kind == BOOT_COLD ? e->cfg.boot_timeout_ms : AGENT_CLONE_TIMEOUT_MS;
+	r = ea_connect(e, sb, timeout, err);
+	if (r < 0) {
+		if (!vm_alive(sb))
+			qemu_error(sb, err);
+		else
+			fl_error_prefix(err, "guest agent did not answer (console: %s/console.log)", sb->dir);
+		vm_stop(e, sb);
+		return r;
+	}
+	return 0;
+}
+
+/* Gives a freshly cloned or branched guest its own identity. */
+static int refresh_identity(FlEngine *e, Sandbox *sb, FlError *err)
+{
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "hostname", json_object_new_string(sb->name));
+	char mid[33];
+	fl_random_hex(mid, 32);
+	json_object_object_add(a, "machine_id", json_object_new_string(mid));
+	unsigned char seed[64];
+	char seedhex[129];
+	if (getentropy(seed, sizeof(seed)) < 0)
+		return fl_error_set(err, -errno, "getentropy: %m");
+	for (size_t i = 0; i < sizeof(seed); i++)
+		snprintf(seedhex + 2 * i, 3, "%02x", seed[i]);
+	json_object_object_add(a, "entropy", json_object_new_string(seedhex));
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	json_object_object_add(a, "time_ns", json_object_new_int64((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+	/* No DHCP: with user networking every sandbox has its own private
+	 * 10.0.2.0/24 in which the template's lease stays valid. */
+	int r = ea_call(e, sb, "identity", a, 30000, NULL, err);
+	return r < 0 ? fl_error_prefix(err, "identity refresh") : 0;
+}
+
+/* ---- create -------------------------------------------------------------- */
+
+static int validate_spec(FlEngine *e, const FlSandboxSpec *s, FlError *err)
+{
+	if (s->name && !fl_name_valid(s->name, 63, false))
+		return fl_error_set(err, -EINVAL, "invalid sandbox name: use 1-63 letters, digits, '-' or '_'");
+	if (s->network && strcmp(s->network, "nat") && strcmp(s->network, "none"))
+		return fl_error_set(err, -EINVAL, "network must be \"nat\" or \"none\"");
+	if (s->vcpus > 16)
+		return fl_error_set(err, -EINVAL, "vcpus must be between 1 and 16");
+	if (s->memory_mb && (s->memory_mb < 64 || s->memory_mb > 65536))
+		return fl_error_set(err, -EINVAL, "memory_mb must be between 64 and 65536");
+	if (s->agent_id && strlen(s->agent_id) > 128)
+		return fl_error_set(err, -EINVAL, "agent_id longer than 128 characters");
+	if (s->job_id && strlen(s->job_id) > 128)
+		return fl_error_set(err, -EINVAL, "job_id longer than 128 characters");
+	if (!!s->from_sandbox != !!s->from_snapshot)
+		return fl_error_set(err, -EINVAL, "branching needs both the source sandbox and snapshot");
+	if (!s->from_sandbox && !s->base_image)
+		return fl_error_set(err, -EINVAL, "base image required");
+	return 0;
+}
+
+/* Source of a branch, copied out under the source's lock. */
+typedef struct BranchSrc {
+	char base_image[FL_NAME_MAX + 1];
+	char template_dir[512];
+	char layer[IMG_ID_SIZE];
+	bool memory;
+	unsigned vcpus, memory_mb;
+} BranchSrc;
+
+static int branch_source(FlEngine *e, const FlSandboxSpec *s, BranchSrc *src, FlError *err)
+{
+	Sandbox *from;
+	int r = sb_acquire(e, s->from_sandbox, &from, err);
+	if (r < 0)
+		return r;
+	Snapshot *sn = snap_find(from, s->from_snapshot);
+	if (!sn) {
+		sb_release(e, from);
+		return fl_error_set(err, -ENOENT, "sandbox %s has no snapshot '%s'", from->id, s->from_snapshot);
+	}
+	snprintf(src->base_image, sizeof(src->base_image), "%s", from->base_image);
+	snprintf(src->template_dir, sizeof(src->template_dir), "%s", from->template_dir);
+	memcpy(src->layer, sn->layer, IMG_ID_SIZE);
+	src->memory = sn->memory;
+	src->vcpus = from->vcpus;
+	src->memory_mb = from->memory_mb;
+	sb_release(e, from);
+	return 0;
+}
+
+int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **ret, FlError *err)
+{
+	int r = validate_spec(e, s, err);
+	if (r < 0)
+		return r;
+	BranchSrc src = {0};
+	if (s->from_sandbox) {
+		r = branch_source(e, s, &src, err);
+		if (r < 0)
+			return r;
+	}
+	Image img;
+	r = image_load(e, s->from_sandbox ? src.base_image : s->base_image, &img, err);
+	if (r < 0)
+		return r;
+
+	Sandbox *sb = sb_alloc();
+	if (!sb)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	fl_random_hex(sb->id, FL_ID_LEN);
+	if (s->name)
+		snprintf(sb->name, sizeof(sb->name), "%s", s->name);
+	else
+		snprintf(sb->name, sizeof(sb->name), "sbx-%.8s", sb->id);
+	snprintf(sb->agent_id, sizeof(sb->agent_id), "%s", s->agent_id ? s->agent_id : "");
+	snprintf(sb->job_id, sizeof(sb->job_id), "%s", s->job_id ? s->job_id : "");
+	snprintf(sb->base_image, sizeof(sb->base_image), "%s", img.name);
+	snprintf(sb->network, sizeof(sb->network), "%s", s->network ? s->network : "nat");
+	sb->vcpus = s->vcpus ? s->vcpus : src.vcpus ? src.vcpus : e->cfg.default_vcpus ? e->cfg.default_vcpus : 1;
+	sb->memory_mb = s->memory_mb ? s->memory_mb : src.memory_mb ? src.memory_mb
+					 : e->cfg.default_memory_mb ? e->cfg.default_memory_mb : img.memory_mb;
+	sb->ttl_seconds = s->ttl_seconds;
+	sb->created_at = sb->updated_at = fl_unix_now();
+	sb->state = SB_CREATED;
+	snprintf(sb->dir, sizeof(sb->dir), "%s/%s", e->sandboxes_dir, sb->id);
+	bool cold = s->cold_boot;
+	if (s->from_sandbox && src.memory && (s->vcpus || s->memory_mb) &&
+	    (sb->vcpus != src.vcpus || sb->memory_mb != src.memory_mb)) {
+		sb_free(sb);
+		return fl_error_set(err, -EINVAL, "a branch from a checkpoint keeps the source's vcpus and memory");
+	}
+
+	/* Reserve a slot and the name. */
+	pthread_mutex_lock(&e->lock);
+	unsigned live = 0;
+	for (size_t i = 0; i < e->n_sbs; i++)
+		live += e->sbs[i]->state != SB_DESTROYED;
+	if (live >= e->cfg.max_sandboxes) {
+		pthread_mutex_unlock(&e->lock);
+		sb_free(sb);
+		return fl_error_set(err, -EUSERS, "sandbox limit reached (%u)", e->cfg.max_sandboxes);
+	}
+	if (table_find(e, sb->name)) {
+		pthread_mutex_unlock(&e->lock);
+		sb_free(sb);
+		return fl_error_set(err, -EEXIST, "a sandbox named '%s' exists", s->name);
+	}
+	r = table_add(e, sb);
+	sb->refs = 1;
+	pthread_mutex_unlock(&e->lock);
+	if (r < 0) {
+		sb_free(sb);
+		return fl_error_set(err, r, "out of memory");
+	}
+	pthread_mutex_lock(&sb->op_lock);
+
+	Template t;
+	char parent[IMG_ID_SIZE];
+	BootKind kind;
+	char statef[800] = "";
+	if (s->from_sandbox) {
+		memcpy(parent, src.layer, IMG_ID_SIZE);
+		snprintf(sb->boot, sizeof(sb->boot), "branch");
+		snprintf(sb->template_dir, sizeof(sb->template_dir), "%s", src.template_dir);
+		kind = src.memory ? BOOT_STATE : BOOT_COLD;
+		if (src.memory)
+			state_path(e, src.layer, statef, sizeof(statef));
+	} else if (cold) {
+		r = image_base_layer(e, &img, parent, err);
+		if (r < 0)
+			goto fail;
+		snprintf(sb->boot, sizeof(sb->boot), "cold");
+		kind = BOOT_COLD;
+	} else {
+		r = template_get(e, &img, sb->memory_mb, sb->vcpus, &t, err);
+		if (r < 0)
+			goto fail;
+		memcpy(parent, t.layer, IMG_ID_SIZE);
+		snprintf(sb->boot, sizeof(sb->boot), "clone");
+		snprintf(sb->template_dir, sizeof(sb->template_dir), "%s", t.dir);
+		kind = BOOT_TEMPLATE;
+	}
+
+	r = fl_mkdir_p(sb->dir, 0700);
+	if (r < 0) {
+		fl_error_set(err, r, "mkdir %s: %s", sb->dir, strerror(-r));
+		goto fail;
+	}
+	snprintf(sb->pending, sizeof(sb->pending), "create");
+	r = sb_commit(e, sb, err);
+	if (r < 0)
+		goto fail;
+	r = new_active(e, sb, parent, err);
+	if (r < 0)
+		goto fail;
+	r = sb_commit(e, sb, err);
+	if (r < 0)
+		goto fail;
+	if (!s->no_start) {
+		sb_set_state(e, sb, SB_STARTING);
+		r = vm_boot(e, sb, kind, statef, err);
+		if (r < 0)
+			goto fail;
+		if (kind != BOOT_COLD) {
+			if (kind == BOOT_STATE)
+				ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
+			r = refresh_identity(e, sb, err);
+			if (r < 0)
+				goto fail;
+		}
+	}
+	sb->pending[0] = 0;
+	sb_set_state(e, sb, s->no_start ? SB_CREATED : SB_RUNNING);
+	if (sb->ttl_seconds) { /* the janitor may be asleep until a later expiry */
+		pthread_mutex_lock(&e->lock);
+		pthread_cond_broadcast(&e->janitor_cond);
+		pthread_mutex_unlock(&e->lock);
+	}
+	if (ret) {
+		pthread_mutex_lock(&e->lock);
+		*ret = sb_to_json(sb, false);
+		pthread_mutex_unlock(&e->lock);
+	}
+	sb_release(e, sb);
+	return 0;
+
+fail:
+	vm_stop(e, sb);
+	char holder[IMG_HOLDER_MAX];
+	holder_active(sb, holder);
+	drop_layer(e, sb->active, holder);
+	fl_rm_rf(sb->dir);
+	pthread_mutex_lock(&e->lock);
+	sb->state = SB_DESTROYED;
+	table_remove(e, sb);
+	pthread_mutex_unlock(&e->lock);
+	sb_release(e, sb);
+	return r;
+}
+
+/* ---- queries ---------------------------------------------------------------- */
+
+/* Notices a VM that exited on its own (crash, guest poweroff). */
+static void refresh_liveness(FlEngine *e, Sandbox *sb)
+{
+	if ((sb->state == SB_RUNNING || sb->state == SB_STARTING) && !vm_alive(sb) && !sb->pending[0]) {
+		ea_disconnect(e, sb);
+		fl_vm_kill(&sb->vm);
+		sb_set_state(e, sb, SB_STOPPED);
+	}
+}
+
+int fl_engine_get(FlEngine *e, const char *id, struct json_object **ret, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	refresh_liveness(e, sb);
+	pthread_mutex_lock(&e->lock);
+	*ret = sb_to_json(sb, false);
+	pthread_mutex_unlock(&e->lock);
+	sb_release(e, sb);
+	return 0;
+}
+
+int fl_engine_list(FlEngine *e, struct json_object **ret)
+{
+	struct json_object *arr = json_object_new_array();
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < e->n_sbs; i++)
+		if (e->sbs[i]->state != SB_DESTROYED)
+			json_object_array_add(arr, sb_to_json(e->sbs[i], false));
+	pthread_mutex_unlock(&e->lock);
+	*ret = arr;
+	return 0;
+}
+
+/* ---- start / stop / destroy -------------------------------------------------- */
+
+int fl_engine_start(FlEngine *e, const char *id, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	refresh_liveness(e, sb);
+	if (sb->state == SB_RUNNING) {
+		sb_release(e, sb);
+		return 0;
+	}
+	/* A never-started clone still starts from its template; any other
+	 * sandbox's disk has moved on from saved RAM, so it boots cold. */
+	bool clone = sb->state == SB_CREATED && !strcmp(sb->boot, "clone");
+	sb_set_state(e, sb, SB_STARTING);
+	r = vm_boot(e, sb, clone ? BOOT_TEMPLATE : BOOT_COLD, NULL, err);
+	if (r >= 0 && clone)
+		r = refresh_identity(e, sb, err);
+	if (r < 0)
+		vm_stop(e, sb);
+	sb_set_state(e, sb, r < 0 ? SB_ERROR : SB_RUNNING);
+	sb_release(e, sb);
+	return r;
+}
+
+int fl_engine_stop(FlEngine *e, const char *id, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	if (vm_alive(sb) && sb->conn) /* flush guest caches so the disk is current */
+		ea_call(e, sb, "sync", NULL, 10000, NULL, NULL);
+	vm_stop(e, sb);
+	sb_set_state(e, sb, SB_STOPPED);
+	sb_release(e, sb);
+	return 0;
+}
+
+static void destroy_locked(FlEngine *e, Sandbox *sb)
+{
+	snprintf(sb->pending, sizeof(sb->pending), "destroy");
+	sb_commit(e, sb, NULL);
+	vm_stop(e, sb);
+	char holder[IMG_HOLDER_MAX];
+	for (size_t i = 0; i < sb->n_snaps; i++) {
+		holder_snap(sb, sb->snaps[i].name, holder);
+		drop_layer(e, sb->snaps[i].layer, holder);
+	}
+	holder_active(sb, holder);
+	drop_layer(e, sb->active, holder);
+	gc_states(e);
+	fl_rm_rf(sb->dir);
+	pthread_mutex_lock(&e->lock);
+	sb->state = SB_DESTROYED;
+	sb->updated_at = fl_unix_now();
+	table_remove(e, sb);
+	pthread_mutex_unlock(&e->lock);
+	emit(e, sb, "destroyed");
+}
+
+int fl_engine_destroy(FlEngine *e, const char *id, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	destroy_locked(e, sb);
+	sb_release(e, sb);
+	return 0;
+}
+
+/* ---- exec ------------------------------------------------------------------- */
+
+static int need_running(FlEngine *e, Sandbox *sb, FlError *err)
+{
+	refresh_liveness(e, sb);
+	if (sb->state != SB_RUNNING)
+		return fl_error_set(err, -EBUSY, "sandbox %s is %s, not RUNNING", sb->id, sb_state_name(sb->state));
+	if (!sb->conn) { /* e.g. after a daemon restart */
+		int r = ea_connect(e, sb, 10000, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int fl_engine_exec(FlEngine *e, const char *id, const FlExecSpec *spec, fl_output_fn out,
+		   void *userdata, FlExecResult *ret, FlError *err)
+{
+	if (!spec->shell && (!spec->argv || !spec->argv[0]))
+		return fl_error_set(err, -EINVAL, "command required");
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	r = need_running(e, sb, err);
+	/* Execs run concurrently: only the liveness check holds the op lock. */
+	pthread_mutex_unlock(&sb->op_lock);
+	if (r >= 0)
+		r = ea_exec(e, sb, spec, out, userdata, ret, err);
+	pthread_mutex_lock(&sb->op_lock);
+	sb_release(e, sb);
+	return r;
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+/*
+ * Moves the running VM onto a new active overlay of its current active
+ * layer, which becomes frozen. The VM is paused (QMP stop) around the
+ * switch so that no write can reach the layer after it is frozen.
+ */
+static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], const char *ram_state,
+			FlError *err)
+{
+	_cleanup_(qmp_client_freep) QmpClient *c = NULL;
+	int r = qmp_connect_sync(sb->vm.qmp_path, 5000, &c, err);
+	if (r < 0)
+		return r;
+	r = qmp_call_sync(c, "stop", NULL, -1, 10000, NULL, err);
+	if (r < 0)
+		return r;
+	char old[IMG_ID_SIZE], holder[IMG_HOLDER_MAX], path[IMG_PATH_MAX];
+	memcpy(old, sb->active, IMG_ID_SIZE);
+	holder_active(sb, holder);
+	pthread_mutex_lock(&e->reg_lock);
+	r = img_registry_freeze(e->reg, old, 0, err);
+	if (r >= 0)
+		r = img_registry_new_overlay(e->reg, old, holder, 0, sb->pending_layer, err);
+	if (r >= 0)
+		r = img_registry_layer_path(e->reg, sb->pending_layer, path, sizeof(path), err);
+	pthread_mutex_unlock(&e->reg_lock);
+	if (r < 0)
+		goto cont;
+	r = sb_commit(e, sb, err); /* journal: the new layer's id */
+	if (r < 0)
+		goto cont;
+	char node[40];
+	snprintf(node, sizeof(node), "l%.16s", sb->pending_layer);
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "driver", json_object_new_string("qcow2"));
+	json_object_object_add(a, "node-name", json_object_new_string(node));
+	struct json_object *file = json_object_new_object();
+	json_object_object_add(file, "driver", json_object_new_string("file"));
+	json_object_object_add(file, "filename", json_object_new_string(path));
+	json_object_object_add(a, "file", file);
+	json_object_object_add(a, "backing", NULL);
+	r = qmp_call_sync(c, "blockdev-add", a, -1, 10000, NULL, err);
+	if (r < 0)
+		goto cont;
+	/* The device's current top node: "disk0" at boot, l<id> after. */
+	_cleanup_(json_object_putp) struct json_object *blk = NULL;
+	r = qmp_call_sync(c, "query-block", NULL, -1, 10000, &blk, err);
+	if (r < 0)
+		goto cont;
+	const char *top = NULL;
+	for (size_t i = 0; i < json_object_array_length(blk); i++) {
+		struct json_object *d = json_object_array_get_idx(blk, i), *q, *ins, *nn;
+		if (json_object_object_get_ex(d, "qdev", &q) && strstr(json_object_get_string(q), "vda") &&
+		    json_object_object_get_ex(d, "inserted", &ins) && json_object_object_get_ex(ins, "node-name", &nn))
+			top = json_object_get_string(nn);
+	}
+	if (!top) {
+		r = fl_error_set(err, -EIO, "cannot find the sandbox disk in QEMU's block graph");
+		goto cont;
+	}
+	a = json_object_new_object();
+	json_object_object_add(a, "node", json_object_new_string(top));
+	json_object_object_add(a, "overlay", json_object_new_string(node));
+	r = qmp_call_sync(c, "blockdev-snapshot", a, -1, 10000, NULL, err);
+	if (r < 0)
+		goto cont;
+	memcpy(frozen, old, IMG_ID_SIZE);
+	memcpy(sb->active, sb->pending_layer, IMG_ID_SIZE);
+	sb->pending_layer[0] = 0;
+	pthread_mutex_lock(&e->reg_lock);
+	img_registry_unref(e->reg, old, holder, NULL); /* now held by its child and the snapshot */
+	pthread_mutex_unlock(&e->reg_lock);
+	if (ram_state) {
+		qmp_client_free(TAKE_PTR(c));
+		r = vm_save_state(sb->vm.qmp_path, ram_state, err);
+		if (r < 0)
+			unlink(ram_state);
+		FlError cerr;
+		int r2 = qmp_simple(sb->vm.qmp_path, "cont", NULL, NULL, &cerr);
+		if (r >= 0 && r2 < 0) {
+			*err = cerr;
+			r = r2;
+		}
+		return r;
+	}
+cont:;
+	FlError cerr;
+	int r2 = c ? qmp_call_sync(c, "cont", NULL, -1, 10000, NULL, &cerr) : 0;
+	if (r >= 0 && r2 < 0) {
+		if (err)
+			*err = cerr;
+		r = r2;
+	}
+	return r;
+}
+
+int fl_engine_snapshot(FlEngine *e, const char *id, const char *name, bool memory,
+		       struct json_object **ret, FlError *err)
+{
+	if (!fl_name_valid(name, FL_NAME_MAX, true))
+		return fl_error_set(err, -EINVAL, "invalid snapshot name: use 1-64 letters, digits, '.', '-' or '_'");
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	r = need_running(e, sb, err);
+	if (r < 0)
+		goto out;
+	if (snap_find(sb, name)) {
+		r = fl_error_set(err, -EEXIST, "sandbox %s already has a snapshot '%s'", sb->id, name);
+		goto out;
+	}
+	if (sb->n_snaps >= e->cfg.max_snapshots) {
+		r = fl_error_set(err, -EUSERS, "snapshot limit reached (%u)", e->cfg.max_snapshots);
+		goto out;
+	}
+	Snapshot *grown = realloc(sb->snaps, (sb->n_snaps + 1) * sizeof(*grown));
+	if (!grown) {
+		r = fl_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	sb->snaps = grown;
+
+	snprintf(sb->pending, sizeof(sb->pending), "snapshot");
+	snprintf(sb->pending_arg, sizeof(sb->pending_arg), "%s", name);
+	r = sb_commit(e, sb, err);
+	if (r < 0)
+		goto out;
+	/* Consistent filesystems: freeze through the agent (it thaws by itself
+	 * if we die), switch layers, thaw. A guest that refuses to freeze gets
+	 * a crash-consistent snapshot and the reply says so. */
+	struct json_object *fa = json_object_new_object();
+	json_object_object_add(fa, "timeout_ms", json_object_new_int(FREEZE_TIMEOUT_MS));
+	bool frozen_fs = ea_call(e, sb, "fsfreeze", fa, FREEZE_TIMEOUT_MS, NULL, NULL) >= 0;
+	char layer[IMG_ID_SIZE], ram[800] = "";
+	if (memory) {
+		/* Name the state after the layer that the switch will freeze. */
+		state_path(e, sb->active, ram, sizeof(ram));
+	}
+	r = switch_layer(e, sb, layer, memory ? ram : NULL, err);
+	if (frozen_fs)
+		ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
+	if (r < 0) {
+		sb->pending[0] = 0;
+		if (sb->pending_layer[0]) { /* created but never used */
+			char holder[IMG_HOLDER_MAX];
+			holder_active(sb, holder);
+			drop_layer(e, sb->pending_layer, holder);
+			sb->pending_layer[0] = 0;
+		}
+		sb_commit(e, sb, NULL);
+		goto out;
+	}
+	char holder[IMG_HOLDER_MAX];
+	holder_snap(sb, name, holder);
+	pthread_mutex_lock(&e->reg_lock);
+	img_registry_ref(e->reg, layer, holder, NULL);
+	pthread_mutex_unlock(&e->reg_lock);
+
+	pthread_mutex_lock(&e->lock);
+	Snapshot *sn = &sb->snaps[sb->n_snaps++];
+	memset(sn, 0, sizeof(*sn));
+	snprintf(sn->name, sizeof(sn->name), "%s", name);
+	snprintf(sn->parent, sizeof(sn->parent), "%s", sb->head);
+	memcpy(sn->layer, layer, IMG_ID_SIZE);
+	sn->memory = memory;
+	sn->created_at = fl_unix_now();
+	snprintf(sb->head, sizeof(sb->head), "%s", name);
+	sb->pending[0] = 0;
+	sb->updated_at = fl_unix_now();
+	r = sb_save(e, sb, err);
+	if (ret) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "name", json_object_new_string(name));
+		json_object_object_add(o, "sandbox_id", json_object_new_string(sb->id));
+		json_object_object_add(o, "parent", sn->parent[0] ? json_object_new_string(sn->parent) : NULL);
+		json_object_object_add(o, "memory", json_object_new_boolean(memory));
+		json_object_object_add(o, "consistent", json_object_new_boolean(frozen_fs));
+		json_object_object_add(o, "created_at", json_object_new_int64(sn->created_at));
+		*ret = o;
+	}
+	pthread_mutex_unlock(&e->lock);
+	emit(e, sb, "snapshot");
+out:
+	sb_release(e, sb);
+	return r;
+}
+
+/* Points the sandbox at a new overlay of the snapshot and boots it. Used by
+ * restore and by recovery of an interrupted restore. */
+static int restore_locked(FlEngine *e, Sandbox *sb, Snapshot *sn, FlError *err)
+{
+	snprintf(sb->pending, sizeof(sb->pending), "restore");
+	snprintf(sb->pending_arg, sizeof(sb->pending_arg), "%s", sn->name);
+	int r = sb_commit(e, sb, err);
+	if (r < 0)
+		return r;
+	vm_stop(e, sb);
+	char holder[IMG_HOLDER_MAX];
+	holder_active(sb, holder);
+	drop_layer(e, sb->active, holder);
+	sb->active[0] = 0;
+	r = new_active(e, sb, sn->layer, err);
+	if (r < 0)
+		goto fail;
+	snprintf(sb->head, sizeof(sb->head), "%s", sn->name);
+	r = sb_commit(e, sb, err);
+	if (r < 0)
+		goto fail;
+	sb_set_state(e, sb, SB_STARTING);
+	char statef[800] = "";
+	if (sn->memory)
+		state_path(e, sn->layer, statef, sizeof(statef));
+	r = vm_boot(e, sb, sn->memory ? BOOT_STATE : BOOT_COLD, statef, err);
+	if (r < 0)
+		goto fail;
+	if (sn->memory)
+		ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
+	sb->pending[0] = 0;
+	sb_set_state(e, sb, SB_RUNNING);
+	emit(e, sb, "restored");
+	return 0;
+fail:
+	sb->pending[0] = 0;
+	sb_set_state(e, sb, SB_ERROR);
+	return r;
+}
+
+int fl_engine_restore(FlEngine *e, const char *id, const char *name, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	Snapshot *sn = name ? snap_find(sb, name) : NULL;
+	if (!sn)
+		r = fl_error_set(err, -ENOENT, "sandbox %s has no snapshot '%s'", sb->id, name ? name : "");
+	else
+		r = restore_locked(e, sb, sn, err);
+	sb_release(e, sb);
+	return r;
+}
+
+int fl_engine_snapshot_delete(FlEngine *e, const char *id, const char *name, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0)
+		return r;
+	Snapshot *sn = name ? snap_find(sb, name) : NULL;
+	if (!sn) {
+		sb_release(e, sb);
+		return fl_error_set(err, -ENOENT, "sandbox %s has no snapshot '%s'", sb->id, name ? name : "");
+	}
+	/* Children of the deleted snapshot hang from its parent; its layer
+	 * stays in the registry for as long as a newer layer is built on it. */
+	char holder[IMG_HOLDER_MAX], layer[IMG_ID_SIZE], parent[FL_NAME_MAX + 1];
+	memcpy(layer, sn->layer, IMG_ID_SIZE);
+	snprintf(parent, sizeof(parent), "%s", sn->parent);
+	holder_snap(sb, sn->name, holder);
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < sb->n_snaps; i++)
+		if (!strcmp(sb->snaps[i].parent, name))
+			snprintf(sb->snaps[i].parent, sizeof(sb->snaps[i].parent), "%s", parent);
+	if (!strcmp(sb->head, name))
+		snprintf(sb->head, sizeof(sb->head), "%s", parent);
+	*sn = sb->snaps[--sb->n_snaps];
+	sb->updated_at = fl_unix_now();
+	r = sb_save(e, sb, err);
+	pthread_mutex_unlock(&e->lock);
+	drop_layer(e, layer, holder);
+	gc_states(e);
+	emit(e, sb, "snapshot_deleted");
+	sb_release(e, sb);
+	return r;
+}
+
+/* ---- status --------------------------------------------------------------- */
+
+struct json_object *fl_engine_status(FlEngine *e)
+{
+	struct json_object *o = json_object_new_object();
+	unsigned counts[SB_ERROR + 1] = {0};
+	pthread_mutex_lock(&e->lock);
+	for (size_t i = 0; i < e->n_sbs; i++)
+		counts[e->sbs[i]->state]++;
+	pthread_mutex_unlock(&e->lock);
+	struct json_object *c = json_object_new_object();
+	for (int s = SB_CREATED; s <= SB_ERROR; s++)
+		if (s != SB_DESTROYED)
+			json_object_object_add(c, sb_state_name(s), json_object_new_int((int)counts[s]));
+	json_object_object_add(o, "sandboxes", c);
+	json_object_object_add(o, "max_sandboxes", json_object_new_int((int)e->cfg.max_sandboxes));
+	json_object_object_add(o, "accelerator", json_object_new_string(e->cfg.accel));
+	return o;
+}
+
+int fl_engine_prepare_template(FlEngine *e, const char *image, unsigned memory_mb, unsigned vcpus,
+			       FlError *err)
+{
+	Image img;
+	int r = image_load(e, image, &img, err);
+	if (r < 0)
+		return r;
+	Template t;
+	return template_get(e, &img, memory_mb ? memory_mb : img.memory_mb, vcpus ? vcpus : 1, &t, err);
+}
+
+/* ---- recovery ------------------------------------------------------------- */
+
+/* Kills QEMU processes that run from our state dir but belong to no
+ * sandbox (a crash between spawn and record, or a half-built template). */
+static void kill_orphans(FlEngine *e)
+{
+	_cleanup_(closedirp) DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 1)
+			continue;
+		char path[64], cmd[8192];
+		snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+		_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, cmd, sizeof(cmd) - 1);
+		if (n <= 0)
+			continue;
+		cmd[n] = 0;
+		for (ssize_t i = 0; i < n; i++)
+			if (!cmd[i])
+				cmd[i] = ' ';
+		if (!strstr(cmd, "qemu-system") || !strstr(cmd, e->state_dir))
+			continue;
+		bool owned = false;
+		for (size_t i = 0; i < e->n_sbs && !owned; i++)
+			owned = e->sbs[i]->vm.pid == (pid_t)pid;
+		if (!owned)
+			kill((pid_t)pid, SIGKILL);
+	}
+}
+
+static void recover_sandbox(FlEngine *e, Sandbox *sb)
+{
+	if (sb->pid > 0 && fl_vm_adopt(sb->pid, sb->dir, &sb->vm) < 0)
+		sb->vm.pidfd = -1;
+	char holder[IMG_HOLDER_MAX];
+	holder_active(sb, holder);
+	if (!strcmp(sb->pending, "create") || !strcmp(sb->pending, "destroy")) {
+		destroy_locked(e, sb);
+		return;
+	}
+	if (!strcmp(sb->pending, "snapshot")) {
+		/* Roll back: the snapshot was never acknowledged. If QEMU already
+		 * runs on the new layer, keep the layer as the active one. */
+		bool switched = false;
+		if (sb->pending_layer[0] && vm_alive(sb)) {
+			_cleanup_(json_object_putp) struct json_object *blk = NULL;
+			if (qmp_simple(sb->vm.qmp_path, "query-block", NULL, &blk, NULL) >= 0)
+				switched = strstr(json_object_to_json_string(blk), sb->pending_layer) != NULL;
+			qmp_simple(sb->vm.qmp_path, "cont", NULL, NULL, NULL);
+		}
+		if (switched) {
+			char old[IMG_ID_SIZE];
+			memcpy(old, sb->active, IMG_ID_SIZE);
+			memcpy(sb->active, sb->pending_layer, IMG_ID_SIZE);
+			drop_layer(e, old, holder);
+		} else if (sb->pending_layer[0]) {
+			drop_layer(e, sb->pending_layer, holder);
+		}
+		sb->pending[0] = 0;
+		sb->pending_layer[0] = 0;
+	}
+	if (!strcmp(sb->pending, "restore")) {
+		Snapshot *sn = snap_find(sb, sb->pending_arg);
+		if (sn && restore_locked(e, sb, sn, NULL) >= 0)
+			return;
+		sb->pending[0] = 0;
+	}
+	if (sb->state == SB_RUNNING || sb->state == SB_STARTING)
+		sb->state = vm_alive(sb) ? SB_RUNNING : SB_STOPPED;
+	if (!vm_alive(sb)) {
+		fl_vm_kill(&sb->vm);
+		sb->pid = 0;
+	}
+	sb_save(e, sb, NULL);
+}
+
+static int load_sandboxes(FlEngine *e, FlError *err)
+{
+	_cleanup_(closedirp) DIR *d = opendir(e->sandboxes_dir);
+	if (!d)
+		return fl_error_set(err, -errno, "open %s: %m", e->sandboxes_dir);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char dir[700], path[800];
+		snprintf(dir, sizeof(dir), "%s/%s", e->sandboxes_dir, de->d_name);
+		snprintf(path, sizeof(path), "%s/sandbox.json", dir);
+		_cleanup_(json_object_putp) struct json_object *o = json_object_from_file(path);
+		Sandbox *sb = sb_alloc();
+		if (!sb)
+			return fl_error_set(err, -ENOMEM, "out of memory");
+		if (!o || sb_from_json(o, sb, NULL) < 0 || strcmp(sb->id, de->d_name)) {
+			/* A directory without a valid record: a create that died
+			 * before its first commit. Nothing was acknowledged. */
+			sb_free(sb);
+			fl_rm_rf(dir);
+			continue;
+		}
+		snprintf(sb->dir, sizeof(sb->dir), "%s", dir);
+		if (table_add(e, sb) < 0) {
+			sb_free(sb);
+			return fl_error_set(err, -ENOMEM, "out of memory");
+		}
+	}
+	return 0;
+}
+
+/* ---- TTL janitor --------------------------------------------------------- */
+
+static void *janitor_main(void *arg)
+{
+	FlEngine *e = arg;
+	pthread_mutex_lock(&e->lock);
+	while (!e->stopping) {
+		int64_t now = fl_unix_now(), next = now + 30;
+		char expired[FL_ID_LEN + 1] = "";
+		for (size_t i = 0; i < e->n_sbs; i++) {
+			Sandbox *sb = e->sbs[i];
+			if (!sb->ttl_seconds || sb->state == SB_DESTROYED || sb->pending[0])
+				continue;
+			int64_t at = sb->created_at + (int64_t)sb->ttl_seconds;
+			if (at <= now) {
+				snprintf(expired, sizeof(expired), "%s", sb->id);
+				break;
+			}
+			if (at < next)
+				next = at;
+		}
+		if (expired[0]) {
+			pthread_mutex_unlock(&e->lock);
+			fl_engine_destroy(e, expired, NULL);
+			pthread_mutex_lock(&e->lock);
+			continue;
+		}
+		struct timespec ts = {.tv_sec = next};
+		pthread_cond_timedwait(&e->janitor_cond, &e->lock, &ts);
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* ---- life of the engine ----------------------------------------------------- */
+
+static void *loop_main(void *arg)
+{
+	FlEngine *e = arg;
+	fl_loop_run(e->loop);
+	return NULL;
+}
+
+int fl_engine_new(const FlEngineConfig *cfg, FlEngine **ret, FlError *err)
+{
+	FlEngine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	if (!cfg->state_dir || strlen(cfg->state_dir) > 200 || !cfg->image_dir || strlen(cfg->image_dir) > 300) {
+		free(e);
+		return fl_error_set(err, -ENAMETOOLONG, "state and image directories must be set and short (unix socket paths)");
+	}
+	e->cfg = *cfg;
+	if (!e->cfg.max_sandboxes)
+		e->cfg.max_sandboxes = 64;
+	if (!e->cfg.tb_size_mb)
+		e->cfg.tb_size_mb = 32;
+	if (!e->cfg.boot_timeout_ms)
+		e->cfg.boot_timeout_ms = 300000;
+	if (!e->cfg.max_snapshots)
+		e->cfg.max_snapshots = 64;
+	if (!e->cfg.accel)
+		e->cfg.accel = "tcg";
+	snprintf(e->state_dir, sizeof(e->state_dir), "%s", cfg->state_dir);
+	snprintf(e->image_dir, sizeof(e->image_dir), "%s", cfg->image_dir);
+	snprintf(e->sandboxes_dir, sizeof(e->sandboxes_dir), "%s/sandboxes", e->state_dir);
+	snprintf(e->templates_dir, sizeof(e->templates_dir), "%s/templates", e->state_dir);
+	snprintf(e->states_dir, sizeof(e->states_dir), "%s/states", e->state_dir);
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_mutex_init(&e->reg_lock, NULL);
+	pthread_mutex_init(&e->tmpl_lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_cond_init(&e->janitor_cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	const char *dirs[] = {e->state_dir, e->sandboxes_dir, e->templates_dir, e->states_dir};
+	int r;
+	for (size_t i = 0; i < FL_ARRAY_SIZE(dirs); i++) {
+		r = fl_mkdir_p(dirs[i], 0700);
+		if (r < 0) {
+			fl_error_set(err, r, "mkdir %s: %s", dirs[i], strerror(-r));
+			goto fail;
+		}
+	}
+	char regdir[700];
+	snprintf(regdir, sizeof(regdir), "%s/images", e->state_dir);
+	r = img_registry_open(regdir, &e->reg, err);
+	if (r < 0)
+		goto fail;
+	r = fl_loop_new(&e->loop);
+	if (r < 0) {
+		fl_error_set(err, r, "event loop: %s", strerror(-r));
+		goto fail;
+	}
+	r = -pthread_create(&e->loop_thread, NULL, loop_main, e);
+	if (r < 0) {
+		fl_error_set(err, r, "loop thread: %s", strerror(-r));
+		fl_loop_free(e->loop);
+		e->loop = NULL;
+		goto fail;
+	}
+	r = load_sandboxes(e, err);
+	if (r >= 0) {
+		for (size_t i = e->n_sbs; i-- > 0;) {
+			Sandbox *sb = e->sbs[i];
+			sb->refs = 1;
+			pthread_mutex_lock(&sb->op_lock);
+			recover_sandbox(e, sb);
+			bool gone = sb->state == SB_DESTROYED;
+			pthread_mutex_unlock(&sb->op_lock);
+			sb->refs = 0;
+			if (gone)
+				sb_free(sb);
+		}
+		kill_orphans(e);
+		pthread_mutex_lock(&e->reg_lock);
+		img_registry_gc(e->reg, NULL, NULL);
+		pthread_mutex_unlock(&e->reg_lock);
+		gc_states(e);
+		r = -pthread_create(&e->janitor_thread, NULL, janitor_main, e);
+	}
+	if (r < 0) {
+		fl_engine_free(e);
+		return r;
+	}
+	*ret = e;
+	return 0;
+fail:
+	img_registry_free(e->reg);
+	free(e);
+	return r;
+}
+
+void fl_engine_free(FlEngine *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->lock);
+	e->stopping = true;
+	pthread_cond_broadcast(&e->janitor_cond);
+	pthread_mutex_unlock(&e->lock);
+	if (e->janitor_thread)
+		pthread_join(e->janitor_thread, NULL);
+	for (size_t i = 0; i < e->n_sbs; i++)
+		ea_disconnect(e, e->sbs[i]);
+	fl_loop_quit(e->loop);
+	pthread_join(e->loop_thread, NULL);
+	fl_loop_free(e->loop);
+	for (size_t i = 0; i < e->n_sbs; i++)
+		sb_free(e->sbs[i]); /* closes pidfds; VMs keep running */
+	free(e->sbs);
+	img_registry_free(e->reg);
+	pthread_cond_destroy(&e->janitor_cond);
+	free(e);
+}

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine: the sandbox engine. Owns every sandbox VM, template and snapshot.
+ *
+ * Calls are blocking and thread-safe: API handlers call them from their own
+ * threads. Operations on one sandbox are serialised; operations on
+ * different sandboxes run in parallel. The engine's loop thread owns the
+ * guest-agent connections, QEMU exit watches and TTL timers; handler threads
+ * never touch them directly but hand requests to the loop and wait.
+ *
+ * Sandbox records are JSON files under STATE/sandboxes/<id>/ written
+ * atomically; a restart re-adopts running QEMU processes, finishes or rolls
+ * back interrupted operations (docs/engine.md) and removes orphans.
+ */
+#ifndef FL_ENGINE_H
+#define FL_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "error.h"
+
+typedef struct FlEngine FlEngine;
+
+typedef struct FlEngineConfig {
+	const char *state_dir;   /* created if missing */
+	const char *image_dir;   /* holds <name>/image.json, vmlinuz, initrd.img, disk.qcow2 */
+	const char *accel;       /* "kvm" or "tcg" */
+	unsigned max_sandboxes;  /* 0 = 64 */
+	unsigned default_memory_mb; /* 0 = the image's memory_mb */
+	unsigned default_vcpus;  /* 0 = 1 */
+	unsigned tb_size_mb;     /* TCG translation buffer per VM; 0 = 32 */
+	unsigned boot_timeout_ms; /* cold boot to agent ready; 0 = 300000 */
+	unsigned max_snapshots;  /* per sandbox; 0 = 64 */
+	/* Optional: called (from any thread) after every state change. */
+	void (*on_event)(const char *sandbox_id, const char *event, struct json_object *data,
+			 void *userdata);
+	void *userdata;
+} FlEngineConfig;
+
+typedef struct FlSandboxSpec {
+	const char *base_image;  /* image name, e.g. "debian-12" (required unless branching) */
+	const char *name;        /* optional; [A-Za-z0-9-]{1,63}, default sbx-<id prefix> */
+	const char *agent_id;    /* optional labels for the API */
+	const char *job_id;
+	unsigned vcpus, memory_mb; /* 0 = defaults */
+	uint64_t ttl_seconds;    /* 0 = no TTL */
+	bool cold_boot;          /* boot: cold (bench baseline) instead of a template clone */
+	bool no_start;           /* create only (state CREATED) */
+	const char *network;     /* "nat" (default) or "none" */
+	const char *from_sandbox; /* branch: source sandbox id ... */
+	const char *from_snapshot; /* ... and its snapshot name */
+} FlSandboxSpec;
+
+int fl_engine_new(const FlEngineConfig *cfg, FlEngine **ret, FlError *err);
+/* Stops the loop thread and disconnects; VMs keep running. Accepts NULL. */
+void fl_engine_free(FlEngine *e);
+
+/* Sandbox record as JSON (new reference): {id, sandbox_name, base_image,
+ * agent_id, job_id, state, network, vcpus, memory_mb, ttl_seconds,
+ * created_at, updated_at, boot, snapshots:[...], head}. */
+int fl_engine_create(FlEngine *e, const FlSandboxSpec *spec, struct json_object **ret,
+		     FlError *err);
+int fl_engine_get(FlEngine *e, const char *id, struct json_object **ret, FlError *err);
+/* Array of records (new reference). */
+int fl_engine_list(FlEngine *e, struct json_object **ret);
+int fl_engine_start(FlEngine *e, const char *id, FlError *err);
+int fl_engine_stop(FlEngine *e, const char *id, FlError *err);
+int fl_engine_destroy(FlEngine *e, const char *id, FlError *err);
+
+typedef struct FlExecSpec {
+	const char *const *argv;
+	const char *shell;
+	const char *const *env;
+	const char *cwd;
+	const char *user;
+	unsigned timeout_ms;     /* 0 = no timeout */
+	const void *stdin_data;  /* may be NULL */
+	size_t stdin_len;
+} FlExecSpec;
+
+typedef struct FlExecResult {
+	int exit_code;
+	int signal;
+	bool timed_out;
+	uint64_t duration_ms;
+	uint64_t stdout_bytes, stderr_bytes;
+} FlExecResult;
+
+/* Output callback: runs on the engine loop thread; must not block.
+ * stream 1 = stdout, 2 = stderr. */
+typedef void (*fl_output_fn)(int stream, const void *buf, size_t len, void *userdata);
+
+int fl_engine_exec(FlEngine *e, const char *id, const FlExecSpec *spec, fl_output_fn out,
+		   void *userdata, FlExecResult *ret, FlError *err);
+
+/* Snapshot (memory=false: disk only, consistent through fsfreeze) or
+ * checkpoint (memory=true: disk + RAM). Names: [A-Za-z0-9._-]{1,64}. */
+int fl_engine_snapshot(FlEngine *e, const char *id, const char *name, bool memory,
+		       struct json_object **ret, FlError *err);
+int fl_engine_restore(FlEngine *e, const char *id, const char *name, FlError *err);
+int fl_engine_snapshot_delete(FlEngine *e, const char *id, const char *name, FlError *err);
+
+/* Status summary (new reference): accelerator, counts, templates. */
+struct json_object *fl_engine_status(FlEngine *e);
+
+/* Builds (or checks) the template of an image now; normally done on demand. */
+int fl_engine_prepare_template(FlEngine *e, const char *image, unsigned memory_mb,
+			       unsigned vcpus, FlError *err);
+
+#endif

@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Integration tests of the sandbox engine against real QEMU (TCG) with the
+ * tiny image: clones, isolation, snapshots, checkpoints, branches, destroy,
+ * crash recovery (kill -9 of the process driving the engine), bad images,
+ * egress policy. The template is built once in the group set-up and shared.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "engine.h"
+
+static char state_dir[256];
+static char image_dir[512];
+static FlEngine *E;
+
+typedef struct Out {
+	char buf[65536];
+	size_t len;
+} Out;
+
+static void collect(int stream, const void *buf, size_t len, void *ud)
+{
+	Out *o = ud;
+	if (stream != 1)
+		return;
+	size_t n = len < sizeof(o->buf) - 1 - o->len ? len : sizeof(o->buf) - 1 - o->len;
+	memcpy(o->buf + o->len, buf, n);
+	o->len += n;
+	o->buf[o->len] = 0;
+}
+
+/* Runs a shell command; returns its exit code, output in *out (static). */
+static int sh(const char *id, const char *cmd, char **out)
+{
+	static Out o;
+	memset(&o, 0, sizeof(o));
+	FlExecSpec s = {.shell = cmd, .timeout_ms = 60000};
+	FlExecResult res;
+	FlError err = {0};
+	int r = fl_engine_exec(E, id, &s, collect, &o, &res, &err);
+	if (r < 0) {
+		fprintf(stderr, "exec '%s' in %s: %s\n", cmd, id, err.msg);
+		return -1000 + r;
+	}
+	if (out)
+		*out = o.buf;
+	return res.signal ? 128 + res.signal : res.exit_code;
+}
+
+static char *create(const FlSandboxSpec *spec)
+{
+	struct json_object *o = NULL;
+	FlError err = {0};
+	int r = fl_engine_create(E, spec, &o, &err);
+	if (r < 0)
+		fprintf(stderr, "create: %s\n", err.msg);
+	assert_int_equal(r, 0);
+	struct json_object *id;
+	assert_true(json_object_object_get_ex(o, "id", &id));
+	char *s = strdup(json_object_get_string(id));
+	json_object_put(o);
+	return s;
+}
+
+static char *clone_tiny(void)
+{
+	FlSandboxSpec s = {.base_image = "tiny"};
+	return create(&s);
+}
+
+static void destroy(char *id)
+{
+	FlError err = {0};
+	assert_int_equal(fl_engine_destroy(E, id, &err), 0);
+	free(id);
+}
+
+static int open_engine(void)
+{
+	FlEngineConfig c = {.state_dir = state_dir, .image_dir = image_dir, .accel = "tcg",
+			    .boot_timeout_ms = 120000};
+	FlError err = {0};
+	int r = fl_engine_new(&c, &E, &err);
+	if (r < 0)
+		fprintf(stderr, "engine: %s\n", err.msg);
+	return r;
+}
+
+/* Counts QEMU processes whose command line mentions our state dir. */
+static int count_qemus(const char *needle)
+{
+	DIR *d = opendir("/proc");
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char p[64], cmd[8192];
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(p, sizeof(p), "/proc/%s/cmdline", de->d_name);
+		int fd = open(p, O_RDONLY);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		cmd[len] = 0;
+		for (ssize_t i = 0; i < len; i++)
+			if (!cmd[i])
+				cmd[i] = ' ';
+		/* zombies have an empty cmdline and are skipped */
+		if (strstr(cmd, "qemu-system") && strstr(cmd, needle)) {
+			n++;
+			if (getenv("TEST_VERBOSE"))
+				fprintf(stderr, "qemu %s: %.200s\n", de->d_name, strstr(cmd, "path="));
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+static int group_setup(void **state)
+{
+	const char *root = getenv("FLUID_ROOT");
+	const char *imgs = getenv("FLUID_IMAGE_DIR");
+	if (imgs)
+		snprintf(image_dir, sizeof(image_dir), "%s", imgs);
+	else
+		snprintf(image_dir, sizeof(image_dir), "%s/build/images", root ? root : ".");
+	snprintf(state_dir, sizeof(state_dir), "/tmp/fluid-engine-XXXXXX");
+	if (!mkdtemp(state_dir))
+		return -1;
+	if (open_engine() < 0)
+		return -1;
+	FlError err = {0};
+	time_t t0 = time(NULL);
+	int r = fl_engine_prepare_template(E, "tiny", 0, 0, &err);
+	if (r < 0) {
+		fprintf(stderr, "template: %s\n", err.msg);
+		return -1;
+	}
+	fprintf(stderr, "template ready in %lds\n", (long)(time(NULL) - t0));
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	fl_engine_free(E);
+	E = NULL;
+	char cmd[400];
+	/* Kill anything left (a failed test) before removing the files. */
+	snprintf(cmd, sizeof(cmd), "pkill -9 -f 'qemu-system.*%s' ; rm -rf %s", state_dir, state_dir);
+	return system(cmd) == -1 ? -1 : 0;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_clone_exec(void **state)
+{
+	char *id = clone_tiny();
+	char *out;
+	assert_int_equal(sh(id, "uname -s", &out), 0);
+	assert_non_null(strstr(out, "Linux"));
+	assert_int_equal(sh(id, "exit 3", NULL), 3);
+	/* identity: the hostname is the sandbox name, not the template's */
+	struct json_object *o;
+	assert_int_equal(fl_engine_get(E, id, &o, NULL), 0);
+	struct json_object *name;
+	json_object_object_get_ex(o, "sandbox_name", &name);
+	char want[80];
+	snprintf(want, sizeof(want), "%s\n", json_object_get_string(name));
+	json_object_put(o);
+	assert_int_equal(sh(id, "hostname", &out), 0);
+	assert_string_equal(out, want);
+	destroy(id);
+}
+
+static void test_clones_independent(void **state)
+{
+	char *a = clone_tiny(), *b = clone_tiny();
+	char *out;
+	assert_int_equal(sh(a, "echo only-a > /root/mark && sync", NULL), 0);
+	assert_int_equal(sh(a, "cat /root/mark", &out), 0);
+	assert_string_equal(out, "only-a\n");
+	assert_int_not_equal(sh(b, "test -e /root/mark", NULL), 0);
+	/* and the machine ids differ */
+	char ida[64];
+	assert_int_equal(sh(a, "cat /etc/machine-id", &out), 0);
+	snprintf(ida, sizeof(ida), "%s", out);
+	assert_int_equal(sh(b, "cat /etc/machine-id", &out), 0);
+	assert_string_not_equal(ida, out);
+	destroy(a);
+	destroy(b);
+}
+
+static void test_snapshot_restore(void **state)
+{
+	char *id = clone_tiny();
+	char *out;
+	FlError err = {0};
+	assert_int_equal(sh(id, "echo v1 > /root/f", NULL), 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "s1", false, NULL, &err), 0);
+	assert_int_equal(sh(id, "echo v2 > /root/f; echo new > /root/g", NULL), 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "s2", false, NULL, &err), 0);
+	assert_int_equal(fl_engine_restore(E, id, "s1", &err), 0);
+	assert_int_equal(sh(id, "cat /root/f", &out), 0);
+	assert_string_equal(out, "v1\n");
+	assert_int_not_equal(sh(id, "test -e /root/g", NULL), 0);
+	/* the tree: restore forward to s2 */
+	assert_int_equal(fl_engine_restore(E, id, "s2", &err), 0);
+	assert_int_equal(sh(id, "cat /root/f /root/g", &out), 0);
+	assert_string_equal(out, "v2\nnew\n");
+	/* errors: duplicate name, unknown snapshot, bad name */
+	assert_int_equal(fl_engine_snapshot(E, id, "s1", false, NULL, &err), -EEXIST);
+	assert_int_equal(fl_engine_restore(E, id, "nope", &err), -ENOENT);
+	assert_int_equal(fl_engine_snapshot(E, id, "../x", false, NULL, &err), -EINVAL);
+	/* deleting a snapshot that s2 builds on keeps s2 usable */
+	assert_int_equal(fl_engine_snapshot_delete(E, id, "s1", &err), 0);
+	assert_int_equal(fl_engine_restore(E, id, "s2", &err), 0);
+	assert_int_equal(sh(id, "cat /root/f", &out), 0);
+	assert_string_equal(out, "v2\n");
+	destroy(id);
+}
+
+static void test_checkpoint(void **state)
+{
+	char *id = clone_tiny();
+	char *out;
+	FlError err = {0};
+	/* RAM-only state: a tmpfs file and a live process */
+	assert_int_equal(sh(id, "mkdir -p /run/t && echo ram > /run/t/x && (sleep 1000 >/dev/null 2>&1 &) ; pidof sleep", &out), 0);
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%s", out);
+	pid[strcspn(pid, "\n")] = 0;
+	assert_true(pid[0] != 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "c1", true, NULL, &err), 0);
+	/* the sandbox keeps running after the checkpoint */
+	assert_int_equal(sh(id, "cat /run/t/x", &out), 0);
+	assert_int_equal(sh(id, "rm /run/t/x; kill -9 $(pidof sleep); echo gone > /root/after", NULL), 0);
+	assert_int_equal(fl_engine_restore(E, id, "c1", &err), 0);
+	assert_int_equal(sh(id, "cat /run/t/x", &out), 0);
+	assert_string_equal(out, "ram\n");
+	char cmd[64];
+	snprintf(cmd, sizeof(cmd), "kill -0 %s", pid);
+	assert_int_equal(sh(id, cmd, NULL), 0);
+	assert_int_not_equal(sh(id, "test -e /root/after", NULL), 0);
+	destroy(id);
+}
+
+static void test_branch(void **state)
+{
+	char *src = clone_tiny();
+	FlError err = {0};
+	char *out;
+	assert_int_equal(sh(src, "echo base > /root/b", NULL), 0);
+	assert_int_equal(fl_engine_snapshot(E, src, "cp", true, NULL, &err), 0);
+	FlSandboxSpec s = {.from_sandbox = src, .from_snapshot = "cp"};
+	char *x = create(&s), *y = create(&s);
+	assert_int_equal(sh(x, "echo x >> /root/b", NULL), 0);
+	assert_int_equal(sh(y, "echo y >> /root/b", NULL), 0);
+	assert_int_equal(sh(x, "cat /root/b", &out), 0);
+	assert_string_equal(out, "base\nx\n");
+	assert_int_equal(sh(y, "cat /root/b", &out), 0);
+	assert_string_equal(out, "base\ny\n");
+	/* branches outlive their source */
+	destroy(src);
+	assert_int_equal(sh(x, "cat /root/b", &out), 0);
+	assert_string_equal(out, "base\nx\n");
+	/* disk-only snapshot branch (cold boot on the layer) */
+	assert_int_equal(fl_engine_snapshot(E, x, "d", false, NULL, &err), 0);
+	FlSandboxSpec s2 = {.from_sandbox = x, .from_snapshot = "d"};
+	char *z = create(&s2);
+	assert_int_equal(sh(z, "cat /root/b", &out), 0);
+	assert_string_equal(out, "base\nx\n");
+	destroy(x);
+	destroy(y);
+	destroy(z);
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void test_destroy_leaves_nothing(void **state)
+{
+	char layers[400], sbdir[400], states[400];
+	snprintf(layers, sizeof(layers), "%s/images/layers", state_dir);
+	snprintf(sbdir, sizeof(sbdir), "%s/sandboxes", state_dir);
+	snprintf(states, sizeof(states), "%s/states", state_dir);
+	int layers0 = count_entries(layers), sb0 = count_entries(sbdir);
+	int q0 = count_qemus(state_dir);
+	char *id = clone_tiny();
+	FlError err = {0};
+	assert_int_equal(fl_engine_snapshot(E, id, "a", false, NULL, &err), 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "b", true, NULL, &err), 0);
+	assert_true(count_entries(layers) > layers0);
+	assert_int_equal(count_qemus(state_dir), q0 + 1);
+	destroy(id);
+	assert_int_equal(count_entries(layers), layers0);
+	assert_int_equal(count_entries(sbdir), sb0);
+	assert_int_equal(count_entries(states), 0);
+	assert_int_equal(count_qemus(state_dir), q0);
+	assert_int_equal(fl_engine_get(E, "nonexistent", &(struct json_object *){NULL}, &err), -ENOENT);
+}
+
+/*
+ * kill -9 of the process driving the engine in the middle of an operation,
+ * then a new engine on the same state: every recorded sandbox is usable or
+ * gone, and no QEMU runs that no record owns.
+ */
+static void crash_during(const char *what, int delay_ms)
+{
+	/* A sandbox to act on, created by this process and then released. */
+	char *id = clone_tiny();
+	assert_int_equal(sh(id, "echo keep > /root/k", NULL), 0);
+	FlError err = {0};
+	assert_int_equal(fl_engine_snapshot(E, id, "base", false, NULL, &err), 0);
+	fl_engine_free(E);
+	E = NULL;
+
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		if (open_engine() < 0)
+			_exit(2);
+		if (!strcmp(what, "create")) {
+			FlSandboxSpec s = {.base_image = "tiny"};
+			fl_engine_create(E, &s, NULL, NULL);
+		} else if (!strcmp(what, "snapshot")) {
+			for (int i = 0; i < 50; i++) {
+				char n[16];
+				snprintf(n, sizeof(n), "x%d", i);
+				fl_engine_snapshot(E, id, n, false, NULL, NULL);
+			}
+		} else {
+			for (;;)
+				fl_engine_restore(E, id, "base", NULL);
+		}
+		_exit(0);
+	}
+	struct timespec ts = {.tv_sec = delay_ms / 1000, .tv_nsec = (delay_ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+
+	assert_int_equal(open_engine(), 0);
+	struct json_object *list;
+	fl_engine_list(E, &list);
+	int running = 0;
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *sb = json_object_array_get_idx(list, i), *st, *sid;
+		json_object_object_get_ex(sb, "state", &st);
+		json_object_object_get_ex(sb, "id", &sid);
+		const char *s = json_object_get_string(st);
+		if (!strcmp(s, "RUNNING")) {
+			running++;
+			char *out;
+			assert_int_equal(sh(json_object_get_string(sid), "cat /root/k 2>/dev/null || echo none", &out), 0);
+		} else {
+			assert_true(!strcmp(s, "STOPPED") || !strcmp(s, "CREATED"));
+		}
+	}
+	json_object_put(list);
+	/* no orphans: every QEMU of ours is a RUNNING sandbox's */
+	assert_int_equal(count_qemus(state_dir), running);
+	/* the original sandbox survived with its data */
+	char *out;
+	struct json_object *o;
+	assert_int_equal(fl_engine_get(E, id, &o, &err), 0);
+	json_object_put(o);
+	FlError e2 = {0};
+	fl_engine_start(E, id, &e2);
+	assert_int_equal(sh(id, "cat /root/k", &out), 0);
+	assert_string_equal(out, "keep\n");
+	/* clean up every sandbox */
+	fl_engine_list(E, &list);
+	for (size_t i = 0; i < json_object_array_length(list); i++) {
+		struct json_object *sid;
+		json_object_object_get_ex(json_object_array_get_idx(list, i), "id", &sid);
+		fl_engine_destroy(E, json_object_get_string(sid), NULL);
+	}
+	json_object_put(list);
+	free(id);
+	assert_int_equal(count_qemus(state_dir), 0);
+}
+
+static void test_crash_create(void **state)
+{
+	crash_during("create", 120);
+}
+
+static void test_crash_snapshot(void **state)
+{
+	crash_during("snapshot", 400);
+}
+
+static void test_crash_restore(void **state)
+{
+	crash_during("restore", 900);
+}
+
+static void test_bad_images(void **state)
+{
+	FlError err = {0};
+	FlSandboxSpec s = {.base_image = "no-such-image"};
+	assert_int_equal(fl_engine_create(E, &s, NULL, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "no-such-image"));
+	FlSandboxSpec bad = {.base_image = "../etc"};
+	assert_int_equal(fl_engine_create(E, &bad, NULL, &err), -EINVAL);
+
+	/* A stopped sandbox whose active layer is corrupted does not start,
+	 * and says why. */
+	char *id = clone_tiny();
+	assert_int_equal(fl_engine_stop(E, id, &err), 0);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/sandboxes/%s/sandbox.json", state_dir, id);
+	struct json_object *rec = json_object_from_file(path), *active;
+	assert_non_null(rec);
+	json_object_object_get_ex(rec, "active", &active);
+	char disk[600];
+	snprintf(disk, sizeof(disk), "%s/images/layers/%s/disk", state_dir, json_object_get_string(active));
+	json_object_put(rec);
+	int fd = open(disk, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "garbage!", 8, 0), 8);
+	close(fd);
+	memset(&err, 0, sizeof(err));
+	assert_true(fl_engine_start(E, id, &err) < 0);
+	assert_true(err.msg[0] != 0);
+	fprintf(stderr, "corrupt layer: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "not a qcow2 image"));
+	/* and a missing one */
+	unlink(disk);
+	memset(&err, 0, sizeof(err));
+	assert_true(fl_engine_start(E, id, &err) < 0);
+	fprintf(stderr, "missing layer: %s\n", err.msg);
+	assert_non_null(strstr(err.msg, "No such file"));
+	destroy(id);
+}
+
+/* A TCP server on the host's loopback, reachable from a guest with user
+ * networking at 10.0.2.2. Accepts connections and answers "hello". */
+static int server_fd;
+static void *serve(void *arg)
+{
+	for (;;) {
+		int c = accept(server_fd, NULL, NULL);
+		if (c < 0)
+			return NULL;
+		(void)!write(c, "hello\n", 6);
+		close(c);
+	}
+}
+
+static void test_egress(void **state)
+{
+	server_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(server_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t sl = sizeof(sa);
+	getsockname(server_fd, (struct sockaddr *)&sa, &sl);
+	listen(server_fd, 8);
+	pthread_t t;
+	pthread_create(&t, NULL, serve, NULL);
+	char cmd[200];
+	/* wait for DHCP, then connect */
+	snprintf(cmd, sizeof(cmd),
+		 "for i in $(seq 50); do ip -4 addr show eth0 | grep -q inet && break; sleep 0.2; done; "
+		 "nc -w 5 10.0.2.2 %d </dev/null", ntohs(sa.sin_port));
+
+	FlSandboxSpec nat = {.base_image = "tiny", .network = "nat"};
+	char *a = create(&nat), *out;
+	int rc = sh(a, cmd, &out);
+	if (rc != 0) {
+		sh(a, "ip addr; ip route; which nc udhcpc; cat /etc/resolv.conf; ps", &out);
+		fprintf(stderr, "nat sandbox cannot connect (exit %d):\n%s\n", rc, out);
+	}
+	assert_int_equal(rc, 0);
+	assert_string_equal(out, "hello\n");
+	FlSandboxSpec none = {.base_image = "tiny", .network = "none"};
+	char *b = create(&none);
+	assert_int_not_equal(sh(b, cmd, &out), 0);
+	assert_null(strstr(out, "hello"));
+	destroy(a);
+	destroy(b);
+	shutdown(server_fd, SHUT_RDWR);
+	close(server_fd);
+	pthread_join(t, NULL);
+}
+
+static void test_ttl(void **state)
+{
+	FlSandboxSpec s = {.base_image = "tiny", .ttl_seconds = 1, .no_start = true};
+	char *id = create(&s);
+	struct json_object *o = NULL;
+	FlError err = {0};
+	/* the janitor wakes at the expiry; give it a few seconds */
+	for (int i = 0; i < 100 && fl_engine_get(E, id, &o, &err) == 0; i++) {
+		json_object_put(o);
+		o = NULL;
+		usleep(100000);
+	}
+	assert_int_equal(fl_engine_get(E, id, &o, &err), -ENOENT);
+	free(id);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_clone_exec),
+		cmocka_unit_test(test_clones_independent),
+		cmocka_unit_test(test_snapshot_restore),
+		cmocka_unit_test(test_checkpoint),
+		cmocka_unit_test(test_branch),
+		cmocka_unit_test(test_destroy_leaves_nothing),
+		cmocka_unit_test(test_bad_images),
+		cmocka_unit_test(test_egress),
+		cmocka_unit_test(test_ttl),
+		cmocka_unit_test(test_crash_create),
+		cmocka_unit_test(test_crash_snapshot),
+		cmocka_unit_test(test_crash_restore),
+	};
+	if (getenv("TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TEST_FILTER"));
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
