@@ -85,8 +85,8 @@ int fl_cmd_accel(int argc, char **argv)
 			fl_cli_error("%s", err.msg);
 			return 1;
 		}
-		printf("accelerator: %s (%s)%s\n", fl_accel_name(info.kind), info.reason,
-		       info.cached ? " [cached]" : "");
+		printf("accelerator: %s (%s)\n", fl_accel_name(info.kind), info.reason);
+		printf("decided:     %s%s\n", info.decided_at, info.cached ? ", from the cache" : "");
 		return 0;
 	}
 	if (strcmp(verb, "probe") != 0) {

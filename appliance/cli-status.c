@@ -96,8 +96,9 @@ int fl_cmd_status(int argc, char **argv)
 	_cleanup_(json_object_putp) struct json_object *o = json_tokener_parse(resp.body);
 	if (resp.status != 200) {
 		const char *msg = jget_str(o, "error");
-		fl_cli_error("%s: GET /v1/status: %d %s", url, resp.status,
-			     msg ? msg : "unexpected answer");
+		fl_cli_error("%s: GET /v1/status: %d %s%s", url, resp.status,
+			     msg ? msg : "unexpected answer",
+			     resp.status == 401 ? " (set FLUID_TOKEN or use --token-file)" : "");
 		fl_client_response_clear(&resp);
 		return 1;
 	}
@@ -117,8 +118,10 @@ int fl_cmd_status(int argc, char **argv)
 	const char *acc = jget_str(o, "accelerator"), *why = jget_str(o, "accelerator_reason");
 	struct json_object *detail = jget(o, "accelerator_detail");
 	struct json_object *cached = jget(detail, "cached");
-	printf("accelerator: %s (%s)%s\n", acc ? acc : "unknown", why ? why : "no reason given",
-	       cached && json_object_get_boolean(cached) ? " [cached]" : "");
+	printf("accelerator: %s (%s)\n", acc ? acc : "unknown", why ? why : "no reason given");
+	printf("decided:     %s, mode %s%s\n", jget_str(detail, "decided_at") ?: "?",
+	       jget_str(detail, "mode") ?: "?",
+	       cached && json_object_get_boolean(cached) ? ", from the cache" : "");
 	printf("server:      fluid %s (%s) at %s, up %llds\n", jget_str(o, "version") ?: "?",
 	       jget_str(o, "git_rev") ?: "?", url, jget_int(o, "uptime_seconds"));
 	printf("qemu:        %s\n", jget_str(o, "qemu_version") ?: "unknown");
