@@ -108,6 +108,49 @@ static int pread_or_zero(Layer *l, uint8_t *buf, size_t len, uint64_t off, FlErr
 
 static int read_chain(Reader *rd, size_t i, uint64_t off, uint8_t *buf, size_t len);
 
+enum { CL_UNALLOC, CL_ZERO, CL_DATA };
+
+/* What guest cluster cidx of layer l is: unallocated, zero, or data at *host. */
+static int classify(Reader *rd, Layer *l, uint64_t cidx, uint64_t *host)
+{
+	const ImgInfo *in = l->info;
+	const uint64_t cs = in->cluster_size, per_l2 = cs / 8;
+	uint64_t l1i = cidx / per_l2, l2i = cidx % per_l2;
+	uint64_t l2_off = l1i < in->l1_size ? l->l1[l1i] & QCOW2_OFFSET_MASK : 0;
+	if (!l2_off)
+		return CL_UNALLOC;
+	if (l2_off & (cs - 1) || l2_off > in->file_size || cs > in->file_size - l2_off)
+		return fl_error_set(rd->err, -EINVAL, "%s: L2 table offset 0x%llx outside the file",
+				    l->path, (unsigned long long)l2_off);
+	if (l->l2_off != l2_off) {
+		int r = img_pread_full(l->fd, l->l2, (size_t)cs, l2_off);
+		if (r < 0) {
+			l->l2_off = 0;
+			return fl_error_set(rd->err, r, "cannot read an L2 table of %s: %s", l->path,
+					    strerror(-r));
+		}
+		l->l2_off = l2_off;
+	}
+	uint64_t e = img_be64(l->l2 + 8 * l2i);
+	if (e & QCOW2_L2_COMPRESSED)
+		return fl_error_set(rd->err, -ENOTSUP,
+				    "%s: compressed cluster at guest offset %llu is not supported (convert it with qemu-img first)",
+				    l->path, (unsigned long long)(cidx << in->cluster_bits));
+	if (in->version >= 3 && (e & QCOW2_L2_ZERO))
+		return CL_ZERO;
+	uint64_t h = e & QCOW2_OFFSET_MASK;
+	if (!h)
+		return CL_UNALLOC;
+	if (h & (cs - 1) || h >= in->file_size)
+		return fl_error_set(rd->err, -EINVAL, "%s: data cluster offset 0x%llx outside the file",
+				    l->path, (unsigned long long)h);
+	*host = h;
+	return CL_DATA;
+}
+
+/* Reads a qcow2 layer, one run of same-kind clusters at a time (contiguous
+ * data clusters are read with one pread, unallocated runs fall through to
+ * the backing layer in one call). */
 static int read_qcow2(Reader *rd, size_t i, uint64_t off, uint8_t *buf, size_t len)
 {
 	Layer *l = &rd->layers[i];
@@ -118,47 +161,30 @@ static int read_qcow2(Reader *rd, size_t i, uint64_t off, uint8_t *buf, size_t l
 			memset(buf, 0, len);
 			return 0;
 		}
+		uint64_t limit = len;
+		if (limit > in->virtual_size - off)
+			limit = in->virtual_size - off;
 		uint64_t in_cl = off & (cs - 1);
+		uint64_t cidx = off >> in->cluster_bits, host = 0;
+		int kind = classify(rd, l, cidx, &host);
+		if (kind < 0)
+			return kind;
 		uint64_t piece = cs - in_cl;
-		if (piece > len)
-			piece = len;
-		if (piece > in->virtual_size - off)
-			piece = in->virtual_size - off;
-		uint64_t cidx = off >> in->cluster_bits, per_l2 = cs / 8;
-		uint64_t l1i = cidx / per_l2, l2i = cidx % per_l2;
-		uint64_t host = 0;
-		bool zero = false;
-		uint64_t l2_off = l1i < in->l1_size ? l->l1[l1i] & QCOW2_OFFSET_MASK : 0;
-		if (l2_off) {
-			if (l2_off & (cs - 1) || l2_off > in->file_size || cs > in->file_size - l2_off)
-				return fl_error_set(rd->err, -EINVAL,
-						    "%s: L2 table offset 0x%llx outside the file",
-						    l->path, (unsigned long long)l2_off);
-			if (l->l2_off != l2_off) {
-				int r = img_pread_full(l->fd, l->l2, (size_t)cs, l2_off);
-				if (r < 0)
-					return fl_error_set(rd->err, r, "cannot read an L2 table of %s: %s",
-							    l->path, strerror(-r));
-				l->l2_off = l2_off;
-			}
-			uint64_t e = img_be64(l->l2 + 8 * l2i);
-			if (e & QCOW2_L2_COMPRESSED)
-				return fl_error_set(rd->err, -ENOTSUP,
-						    "%s: compressed cluster at guest offset %llu is not supported (convert it with qemu-img first)",
-						    l->path, (unsigned long long)(off - in_cl));
-			if (in->version >= 3 && (e & QCOW2_L2_ZERO))
-				zero = true;
-			else
-				host = e & QCOW2_OFFSET_MASK;
-			if (host && (host & (cs - 1) || host >= in->file_size))
-				return fl_error_set(rd->err, -EINVAL,
-						    "%s: data cluster offset 0x%llx outside the file",
-						    l->path, (unsigned long long)host);
+		while (piece < limit) {
+			uint64_t h2 = 0, next = cidx + 1 + (piece - (cs - in_cl)) / cs;
+			int k2 = classify(rd, l, next, &h2);
+			if (k2 < 0)
+				return k2;
+			if (k2 != kind || (kind == CL_DATA && h2 != host + (next - cidx) * cs))
+				break;
+			piece += cs;
 		}
+		if (piece > limit)
+			piece = limit;
 		int r = 0;
-		if (zero)
+		if (kind == CL_ZERO)
 			memset(buf, 0, piece);
-		else if (host)
+		else if (kind == CL_DATA)
 			r = pread_or_zero(l, buf, (size_t)piece, host + in_cl, rd->err);
 		else if (i + 1 < rd->n)
 			r = read_chain(rd, i + 1, off, buf, (size_t)piece);
@@ -264,35 +290,41 @@ typedef struct QOut {
 	uint8_t **l2; /* per L1 entry: big-endian L2 table or NULL */
 } QOut;
 
+/* Reads up to cap bytes of guest data at once, then keeps only the
+ * non-zero clusters, packed at the front of buf for consecutive host
+ * clusters. */
 static int q_fill(void *ud, uint8_t *buf, size_t cap, uint64_t *off, size_t *len)
 {
 	QOut *q = ud;
+	const uint64_t per_l2 = q->cs / 8;
 	size_t k = 0;
-	while (k + q->cs <= cap && q->gpos < q->vsize) {
+	while (k == 0 && q->gpos < q->vsize) {
 		uint64_t z = known_zero(q->rd, 0, q->gpos) & ~(q->cs - 1);
 		if (z) {
 			q->gpos = z > q->vsize - q->gpos ? q->vsize : q->gpos + z;
 			continue;
 		}
-		size_t n = q->vsize - q->gpos < q->cs ? (size_t)(q->vsize - q->gpos) : (size_t)q->cs;
-		uint8_t *dst = buf + k;
-		int r = read_chain(q->rd, 0, q->gpos, dst, n);
+		size_t n = q->vsize - q->gpos < cap ? (size_t)(q->vsize - q->gpos) : cap;
+		int r = read_chain(q->rd, 0, q->gpos, buf, n);
 		if (r < 0)
 			return r;
-		memset(dst + n, 0, (size_t)q->cs - n);
-		uint64_t cidx = q->gpos >> q->cb, per_l2 = q->cs / 8;
-		q->gpos += q->cs;
-		if (all_zero(dst, n))
-			continue;
-		uint64_t l1i = cidx / per_l2;
-		if (!q->l2[l1i]) {
-			q->l2[l1i] = calloc(1, (size_t)q->cs);
-			if (!q->l2[l1i])
-				return fl_error_set(q->rd->err, -ENOMEM, "out of memory");
+		size_t padded = (n + q->cs - 1) & ~(size_t)(q->cs - 1);
+		memset(buf + n, 0, padded - n); /* cap is a multiple of the cluster size */
+		for (size_t at = 0; at < padded; at += q->cs) {
+			if (all_zero(buf + at, (size_t)q->cs))
+				continue;
+			uint64_t cidx = (q->gpos + at) >> q->cb, l1i = cidx / per_l2;
+			if (!q->l2[l1i]) {
+				q->l2[l1i] = calloc(1, (size_t)q->cs);
+				if (!q->l2[l1i])
+					return fl_error_set(q->rd->err, -ENOMEM, "out of memory");
+			}
+			img_put_be64(q->l2[l1i] + 8 * (cidx % per_l2), (q->host_next + k) | QCOW2_L2_COPIED);
+			if (at != k)
+				memmove(buf + k, buf + at, (size_t)q->cs);
+			k += (size_t)q->cs;
 		}
-		img_put_be64(q->l2[l1i] + 8 * (cidx % per_l2),
-			     (q->host_next + k) | QCOW2_L2_COPIED);
-		k += (size_t)q->cs;
+		q->gpos += padded;
 	}
 	if (k == 0)
 		return 0;
