@@ -45,3 +45,7 @@ $(B)/tests/unit/test-http: $(B)/asan/tests/unit/test-http.o $(B)/asan/appliance/
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
 
 UNIT_TESTS += $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test-config.c tests/unit/test-accel.c tests/unit/test-http.c))
+
+# Files that embed FL_GIT_REV are rebuilt when HEAD moves.
+$(B)/obj/appliance/main.o $(B)/obj/appliance/api-ops.o $(B)/obj/appliance/cli-serve.o: \
+	$(wildcard .git/logs/HEAD)

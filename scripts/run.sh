@@ -30,7 +30,7 @@ if [ "${FLUID_SKIP_IMAGES:-0}" != 1 ] && [ -x image-build/build-images ]; then
 	image=$("$FLUID" config get images.default "${cfg[@]}")
 	echo "run: building guest image $image (cached after the first time)" >&2
 	./image-build/build-images --only "$image" ||
-		{ echo "run: building the guest image $image failed" >&2; exit 1; }
+		{ echo "run: building the guest image $image failed (FLUID_SKIP_IMAGES=1 skips this step)" >&2; exit 1; }
 fi
 
 started_pg=0
