@@ -4,8 +4,10 @@
  * clean for `qemu-img check`, readable by `qemu-img info --backing-chain`,
  * and usable by a real qemu-system-x86_64 (TCG, paused, -blockdev) whose
  * writes land in the overlay and never in the backing file. img_flatten()
- * must equal `qemu-img convert`, img_copy_file() must equal its source, and
- * registry chains must be valid QEMU chains.
+ * must equal `qemu-img convert`, img_copy_file() must equal its source,
+ * registry chains must be valid QEMU chains, and a real migration stream
+ * saved with img_stream_to_file() must load back through
+ * img_stream_from_file().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -335,6 +341,171 @@ static void test_registry_chain_is_a_qemu_chain(void **state)
 	img_registry_free(r);
 }
 
+/* ---- A QEMU driven over QMP on its stdin/stdout (tests only) ---------- */
+
+typedef struct Qemu {
+	pid_t pid;
+	int in, out; /* our ends: QEMU's stdin, QEMU's stdout */
+	char buf[1 << 16];
+	size_t fill;
+} Qemu;
+
+static void qemu_start(Qemu *q, const char *extra, int inherit_fd)
+{
+	int pin[2], pout[2];
+	assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
+	q->fill = 0;
+	q->pid = fork();
+	assert_true(q->pid >= 0);
+	if (q->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* no stray QEMU if a test fails */
+		dup2(pin[0], 0);
+		dup2(pout[1], 1);
+		if (inherit_fd >= 0)
+			fcntl(inherit_fd, F_SETFD, 0);
+		char cmd[2048];
+		snprintf(cmd, sizeof(cmd),
+			 "exec qemu-system-x86_64 -accel tcg -M q35 -m 64 -nodefaults -no-user-config "
+			 "-display none -S -qmp stdio %s 2>>'%s/log'", extra, g_dir);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(pin[0]);
+	close(pout[1]);
+	q->in = pin[1];
+	q->out = pout[0];
+}
+
+/* Next line from QEMU (NUL-terminated, in q->buf), or NULL after timeout_ms. */
+static char *qemu_line(Qemu *q, int timeout_ms)
+{
+	static char line[1 << 16];
+	for (;;) {
+		char *nl = memchr(q->buf, '\n', q->fill);
+		if (nl) {
+			size_t n = (size_t)(nl - q->buf);
+			memcpy(line, q->buf, n);
+			line[n] = '\0';
+			memmove(q->buf, nl + 1, q->fill - n - 1);
+			q->fill -= n + 1;
+			return line;
+		}
+		struct pollfd pfd = { .fd = q->out, .events = POLLIN };
+		if (poll(&pfd, 1, timeout_ms) <= 0 || q->fill == sizeof(q->buf))
+			return NULL;
+		ssize_t k = read(q->out, q->buf + q->fill, sizeof(q->buf) - q->fill);
+		if (k <= 0)
+			return NULL;
+		q->fill += (size_t)k;
+	}
+}
+
+/* Sends one command and returns its reply line (events before it are skipped;
+ * the line stays valid until the next call). */
+static char *qemu_cmd(Qemu *q, const char *json)
+{
+	assert_int_equal(write(q->in, json, strlen(json)), (ssize_t)strlen(json));
+	assert_int_equal(write(q->in, "\n", 1), 1);
+	for (;;) {
+		char *l = qemu_line(q, 60000);
+		assert_non_null(l);
+		if (strstr(l, "\"return\"") || strstr(l, "\"error\""))
+			return l;
+	}
+}
+
+/* Waits for a MIGRATION event whose status is status (the real event, not polling). */
+static bool qemu_wait_migration(Qemu *q, const char *status)
+{
+	char want[64];
+	snprintf(want, sizeof(want), "\"status\": \"%s\"", status);
+	for (;;) {
+		char *l = qemu_line(q, 120000);
+		if (!l)
+			return false;
+		if (strstr(l, "\"MIGRATION\"") && strstr(l, want))
+			return true;
+		if (strstr(l, "\"MIGRATION\"") && strstr(l, "\"failed\""))
+			return false;
+	}
+}
+
+static void qemu_quit(Qemu *q)
+{
+	(void)!write(q->in, "{\"execute\":\"quit\"}\n", 20);
+	close(q->in);
+	int st;
+	assert_int_equal(waitpid(q->pid, &st, 0), q->pid);
+	close(q->out);
+}
+
+static void test_ram_state_roundtrip_with_qemu(void **state)
+{
+	/* Save: QEMU migrates a paused VM into a pipe; img_stream_to_file()
+	 * writes it to a file. Restore: a fresh QEMU with -incoming defer loads
+	 * it from a pipe fed by img_stream_from_file(). QEMU validates the
+	 * stream, so a completed incoming migration means the bytes survived. */
+	FlError e = { 0 };
+	assert_int_equal(mkfifo(P("mig.fifo"), 0600), 0);
+	pid_t saver = fork();
+	if (saver == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int fd = open(P("mig.fifo"), O_RDONLY | O_CLOEXEC);
+		uint64_t bytes = 0;
+		int r = fd < 0 ? -1 : img_stream_to_file(fd, P("ram.state"), 1ull << 30, NULL, &bytes, NULL);
+		_exit(r == 0 && bytes > 0 ? 0 : 1);
+	}
+	Qemu a;
+	qemu_start(&a, "", -1);
+	assert_non_null(qemu_line(&a, 60000)); /* greeting */
+	assert_non_null(strstr(qemu_cmd(&a, "{\"execute\":\"qmp_capabilities\"}"), "return"));
+	assert_non_null(strstr(qemu_cmd(&a, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":"
+					     "{\"capabilities\":[{\"capability\":\"events\",\"state\":true}]}}"),
+			       "return"));
+	char src_status[64];
+	char *st0 = strstr(qemu_cmd(&a, "{\"execute\":\"query-status\"}"), "\"status\": \"");
+	assert_non_null(st0);
+	snprintf(src_status, sizeof(src_status), "%.*s", (int)(strchr(st0 + 11, '"') - st0 + 1), st0);
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd),
+		 "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"exec:cat > %s\"}}", P("mig.fifo"));
+	assert_non_null(strstr(qemu_cmd(&a, cmd), "return"));
+	assert_true(qemu_wait_migration(&a, "completed"));
+	qemu_quit(&a);
+	int st;
+	assert_int_equal(waitpid(saver, &st, 0), saver);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	struct stat sb;
+	assert_int_equal(stat(P("ram.state"), &sb), 0);
+	assert_true(sb.st_size > 100000);
+
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	Qemu b;
+	char extra[64];
+	snprintf(extra, sizeof(extra), "-incoming defer");
+	qemu_start(&b, extra, p[0]);
+	close(p[0]);
+	assert_non_null(qemu_line(&b, 60000));
+	assert_non_null(strstr(qemu_cmd(&b, "{\"execute\":\"qmp_capabilities\"}"), "return"));
+	assert_non_null(strstr(qemu_cmd(&b, "{\"execute\":\"migrate-set-capabilities\",\"arguments\":"
+					     "{\"capabilities\":[{\"capability\":\"events\",\"state\":true}]}}"),
+			       "return"));
+	snprintf(cmd, sizeof(cmd), "{\"execute\":\"migrate-incoming\",\"arguments\":{\"uri\":\"fd:%d\"}}", p[0]);
+	assert_non_null(strstr(qemu_cmd(&b, cmd), "return"));
+	uint64_t bytes = 0;
+	assert_int_equal(img_stream_from_file(P("ram.state"), p[1], NULL, &bytes, &e), 0);
+	close(p[1]);
+	assert_int_equal(bytes, (uint64_t)sb.st_size);
+	assert_true(qemu_wait_migration(&b, "completed"));
+	char *status = qemu_cmd(&b, "{\"execute\":\"query-status\"}");
+	/* The destination takes over the source's run state (paused before boot). */
+	assert_non_null(strstr(status, src_status));
+	assert_non_null(strstr(status, "\"running\": false"));
+	qemu_quit(&b);
+}
+
 int main(void)
 {
 	if (system("command -v qemu-img >/dev/null && command -v qemu-system-x86_64 >/dev/null") != 0) {
@@ -349,6 +520,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_flatten_refuses_compressed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_copy_equals_source, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_registry_chain_is_a_qemu_chain, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ram_state_roundtrip_with_qemu, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
