@@ -295,6 +295,9 @@ FL_DEFINE_CLEANUP(ImgRegistry *, img_registry_free)
  * before the layer becomes visible (so gc can never take it in between).
  * name: optional label stored in the metadata. If a layer with the same
  * content already exists, its id is returned (and the holder ref added).
+ * Without a holder the new layer is unreferenced: the next gc removes it.
+ * The copy is hashed after it is written (it is what the layer will hold),
+ * which reads it back once.
  */
 int img_registry_import(ImgRegistry *r, const char *src, const char *name, const char *holder,
 			char ret_id[IMG_ID_SIZE], FlError *err);
