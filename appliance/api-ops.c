@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * api-ops: operational endpoints. GET /v1/health (unauthenticated liveness)
- * and GET /v1/status (accelerator in use and why, versions, capacity).
+ * api-ops: operational endpoints. GET /v1/health (unauthenticated liveness),
+ * GET /v1/status (accelerator in use and why, versions, capacity) and
+ * GET /v1/hosts (production hosts from the configuration).
  *
  * DESIGN: both handlers only read the FlApp built at start-up (the
  * accelerator decision is made once, before the server listens) plus cheap
@@ -121,3 +122,30 @@ static int get_status(FlHttpReq *req)
 	return fl_http_send_json(req, 200, o);
 }
 FL_ROUTE(get_status, "GET", "/v1/status", FL_ROLE_AGENT);
+
+/* GET /v1/hosts: the production hosts from the configuration (no secrets in them). */
+static int get_hosts(FlHttpReq *req)
+{
+	const FlConfig *cfg = req->app->cfg;
+	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
+	struct json_object *arr = json_object_new_array();
+	if (!o || !arr) {
+		json_object_put(arr);
+		return fl_http_fail(req, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < cfg->n_hosts; i++) {
+		const FlHostConfig *h = &cfg->hosts[i];
+		struct json_object *e = json_object_new_object();
+		if (!e)
+			break;
+		json_object_object_add(e, "name", json_object_new_string(h->name));
+		json_object_object_add(e, "address", json_object_new_string(h->address));
+		json_object_object_add(e, "user", jstr(h->user));
+		json_object_object_add(e, "port", json_object_new_int64(h->port));
+		json_object_array_add(arr, e);
+	}
+	json_object_object_add(o, "hosts", arr);
+	json_object_object_add(o, "total", json_object_new_int64((int64_t)cfg->n_hosts));
+	return fl_http_send_json(req, 200, o);
+}
+FL_ROUTE(get_hosts, "GET", "/v1/hosts", FL_ROLE_ADMIN);

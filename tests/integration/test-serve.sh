@@ -45,6 +45,10 @@ server:
 state_dir: $T/state
 accelerator: auto
 accelerator_probe_timeout_ms: 3000
+hosts:
+  - name: web-1
+    address: 10.0.0.5
+    user: deploy
 EOF
 
 # 1. The probe guest itself works under TCG (proves the probe can succeed).
@@ -81,6 +85,10 @@ else
 	check "reason names /dev/kvm" grep -q '/dev/kvm' <<<"$why"
 fi
 check "decision cached in the state dir" test -s "$T/state/accel.json"
+
+hosts=$(curl -sS "$URL/v1/hosts")
+check "GET /v1/hosts lists the configured host" \
+	jtrue 'd["total"] == 1 and d["hosts"][0] == {"name": "web-1", "address": "10.0.0.5", "user": "deploy", "port": 22}' <<<"$hosts"
 
 # 3. fluid status against it.
 out=$(FLUID_URL=$URL "$FLUID" status)
