@@ -39,13 +39,29 @@ deb http://deb.debian.org/debian-security $DEB_SUITE-security main"
 
 deb_versions_uncached() { apt_candidates $(deb_packages); }
 
+# rootfs_key: <recipe-and-sources hash>-<package versions hash>. Without
+# host package lists the versions are unknown: the newest rootfs cached for
+# the same recipe is used then ("nolists" when there is none yet).
 rootfs_key() {
-	{
+	local rkey vkey d
+	rkey=$({
 		echo "format $FLUID_IMAGE_FORMAT"
-		echo "recipe $(hash_tree "$IB/lib/common.sh" "$IB/debian-12")"
+		echo "recipe $(hash_tree "$IB/debian-12/packages" "$IB/debian-12/mmdebstrap.sh" \
+			"$IB/debian-12/customize.sh" "$IB/debian-12/overlay")"
 		deb_sources
-		apt_memo deb_versions_uncached || return 1
-	} | sha256sum | cut -c1-16
+	} | sha256sum | cut -c1-12)
+	if apt_lists_present; then
+		vkey=$(apt_memo deb_versions_uncached | sha256sum | cut -c1-8) || return 1
+	else
+		d=$(ls -1td "$CACHE/rootfs/debian-12-$rkey"-*/.fluid-rootfs-complete 2>/dev/null | head -1)
+		if [ -n "$d" ]; then
+			d=$(basename "$(dirname "$d")")
+			vkey=${d##*-}
+		else
+			vkey=nolists
+		fi
+	fi
+	echo "$rkey-$vkey"
 }
 
 recipe_inputs() {
@@ -70,6 +86,23 @@ build_rootfs() {
 	mkdir -p "$CACHE/rootfs"
 	exec 8>"$CACHE/rootfs/.debian-12.lock"
 	flock 8
+	# A rootfs cached under another versions key (e.g. built while the host
+	# had no apt lists) that has exactly the candidate versions is adopted.
+	if [ ! -f "$dir/.fluid-rootfs-complete" ] && apt_lists_present; then
+		local want have old
+		want=$(apt_memo deb_versions_uncached | LC_ALL=C sort)
+		for old in "$CACHE/rootfs/debian-12-${key%-*}"-*; do
+			[ -f "$old/.fluid-rootfs-complete" ] || continue
+			have=$(dpkg-query --admindir="$old/var/lib/dpkg" -W -f='${Package}=${Version}\n' \
+				$(deb_packages) 2>/dev/null | LC_ALL=C sort)
+			if [ "$have" = "$want" ]; then
+				log "debian-12: reusing rootfs $(basename "$old") (same package versions)"
+				rm -rf "$dir"
+				mv -T "$old" "$dir"
+				break
+			fi
+		done
+	fi
 	if [ ! -f "$dir/.fluid-rootfs-complete" ]; then
 		start=$SECONDS
 		log "debian-12: mmdebstrap $DEB_SUITE (rootfs $key)"
@@ -78,35 +111,7 @@ build_rootfs() {
 		pkgs=$(deb_packages | paste -sd, -)
 		local -a srcs=()
 		while IFS= read -r l; do srcs+=("$l"); done < <(deb_sources)
-		mmdebstrap --quiet --mode=root --variant=apt --include="$pkgs" \
-			--aptopt='APT::Install-Recommends "false"' \
-			--aptopt='APT::Install-Suggests "false"' \
-			--aptopt='Acquire::Languages "none"' \
-			--dpkgopt='path-exclude=/usr/share/man/*' \
-			--dpkgopt='path-exclude=/usr/share/info/*' \
-			--dpkgopt='path-exclude=/usr/share/locale/*' \
-			--dpkgopt='path-include=/usr/share/locale/locale.alias' \
-			--dpkgopt='path-exclude=/usr/share/doc/*' \
-			--dpkgopt='path-include=/usr/share/doc/*/copyright' \
-			--dpkgopt='path-exclude=/usr/share/lintian/*' \
-			--dpkgopt='path-exclude=/usr/share/linda/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/gpu/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/media/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/net/wireless/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/net/ethernet/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/infiniband/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/staging/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/bluetooth/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/isdn/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/drivers/iio/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/sound/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/net/wireless/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/net/mac80211/*' \
-			--dpkgopt='path-exclude=/lib/modules/*/kernel/net/bluetooth/*' \
-			--setup-hook='mkdir -p "$1/etc/initramfs-tools"' \
-			--setup-hook="cp -a '$IB/debian-12/overlay/etc/initramfs-tools/.' \"\$1/etc/initramfs-tools/\"" \
-			--customize-hook="'$IB/debian-12/customize.sh' \"\$1\"" \
-			"$DEB_SUITE" "$tmp/root" "${srcs[@]}" >&2 ||
+		"$IB/debian-12/mmdebstrap.sh" "$DEB_SUITE" "$tmp/root" "$pkgs" "${srcs[@]}" >&2 ||
 			die "debian-12: mmdebstrap failed"
 		ls "$tmp"/root/boot/vmlinuz-* "$tmp"/root/boot/initrd.img-* >/dev/null ||
 			die "debian-12: no kernel or initrd in /boot"
@@ -114,6 +119,11 @@ build_rootfs() {
 		rm -rf "$dir"
 		mv -T "$tmp/root" "$dir"
 		rmdir "$tmp"
+		# Older rootfs trees are only intermediates (images are self-contained).
+		local old
+		for old in "$CACHE"/rootfs/debian-12-*; do
+			[ "$old" = "$dir" ] || [ ! -d "$old" ] || rm -rf "$old"
+		done
 		log "debian-12: rootfs in $((SECONDS - start)) s ($(du -sm "$dir" | cut -f1) MB)"
 	fi
 	exec 8>&-

@@ -16,18 +16,13 @@ sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
 # hash_tree DIR...: a stable digest of the relative paths, modes and contents
 # of every regular file and symlink under the given paths (sorted).
 hash_tree() {
-	local p
-	for p in "$@"; do
-		[ -e "$p" ] || continue
-		find "$p" \( -type f -o -type l \) -print0 | LC_ALL=C sort -z |
-			while IFS= read -r -d '' f; do
-				if [ -L "$f" ]; then
-					printf 'L %s %s\n' "${f#"$IB/"}" "$(readlink "$f")"
-				else
-					printf 'F %s %s %s\n' "${f#"$IB/"}" "$(stat -c %a "$f")" "$(sha256_of "$f")"
-				fi
-			done
-	done | sha256sum | cut -d' ' -f1
+	local p have=()
+	for p in "$@"; do [ -e "$p" ] && have+=("$p"); done
+	[ ${#have[@]} -gt 0 ] || { echo none; return 0; }
+	{
+		find "${have[@]}" \( -type f -o -type l \) -printf '%p %m %l\n' | sed "s|^$IB/||" | LC_ALL=C sort
+		find "${have[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum | sed "s|  $IB/| |"
+	} | sha256sum | cut -d' ' -f1
 }
 
 # apt_candidates PKG...: "pkg=version" for the candidate version of each
@@ -43,7 +38,7 @@ apt_candidates() {
 # call here; a cached no-op run of build-images must stay well under 1 s).
 apt_memo() {
 	local stamp key f out
-	stamp=$(stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* /var/lib/dpkg/status 2>/dev/null | sha256sum | cut -c1-16)
+	stamp=$(stat -c '%n %s %Y' /var/lib/apt/lists/*Packages* 2>/dev/null | sha256sum | cut -c1-16)
 	key=$(printf '%s\n' "$@" | sha256sum | cut -c1-16)
 	f=$CACHE/apt-memo/$stamp-$key
 	if [ -f "$f" ]; then
@@ -58,6 +53,11 @@ apt_memo() {
 	printf '%s\n' "$out"
 }
 
+# apt_lists_present: true when the host has apt package lists. Some hosts
+# (containers, after `apt-get clean`-style cleanups) have none; then versions
+# cannot be looked up cheaply and the recipes reuse what they cached before.
+apt_lists_present() { compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
+
 # ensure_apt_lists: apt-get update once when the host has no package lists
 # (fresh machine). Needs root.
 ensure_apt_lists() {
@@ -69,7 +69,18 @@ ensure_apt_lists() {
 
 # kernel_pkg: name and version of the kernel package linux-image-amd64
 # depends on, e.g. "linux-image-6.1.0-57-amd64 6.1.192-3".
-kernel_pkg() { apt_memo kernel_pkg_uncached; }
+kernel_pkg() {
+	local d
+	if apt_lists_present; then
+		apt_memo kernel_pkg_uncached
+		return
+	fi
+	# No lists: the newest kernel already unpacked, if any.
+	d=$(ls -1d "$CACHE"/kernels/linux-image-*_*/.complete 2>/dev/null | sort -V | tail -1)
+	[ -n "$d" ] || return 1
+	d=$(basename "$(dirname "$d")")
+	echo "${d%%_*} ${d#*_}"
+}
 kernel_pkg_uncached() {
 	local meta_ver dep
 	meta_ver=$(apt_candidates linux-image-amd64 | cut -d= -f2)

@@ -102,6 +102,41 @@ custom_from_rootfs() {
 	rm -rf "$r"
 }
 
+# list_partitions RAW: "start_sector sectors" for each MBR or GPT partition
+# (python3 here: no extra host package for reading a partition table).
+list_partitions() {
+	python3 - "$1" <<'PY'
+import struct, sys
+f = open(sys.argv[1], "rb")
+mbr = f.read(512)
+if len(mbr) < 512 or mbr[510:512] != b"\x55\xaa":
+    sys.exit(0)
+parts = []
+for i in range(4):
+    e = mbr[446 + 16 * i: 462 + 16 * i]
+    ptype = e[4]
+    start, count = struct.unpack("<II", e[8:16])
+    if ptype == 0xEE:  # protective MBR: GPT
+        f.seek(512)
+        h = f.read(92)
+        if h[:8] != b"EFI PART":
+            break
+        lba, n, size = struct.unpack("<QII", h[72:88])
+        f.seek(lba * 512)
+        for j in range(min(n, 256)):
+            ent = f.read(size)
+            if ent[:16] == b"\0" * 16:
+                continue
+            first, last = struct.unpack("<QQ", ent[32:48])
+            parts.append((first, last - first + 1))
+        break
+    if ptype and count:
+        parts.append((start, count))
+for s, c in parts:
+    print(s, c)
+PY
+}
+
 # custom_from_qcow2: the disk's root file system must be ext4 (whole disk or
 # the largest ext4 partition). It becomes the whole disk (/dev/vda).
 custom_from_qcow2() {
@@ -116,7 +151,7 @@ custom_from_qcow2() {
 		while read -r start sectors; do
 			[ "$(od -An -tx1 -j $((start * 512 + 1080)) -N 2 "$raw" | tr -d ' ')" = 53ef ] || continue
 			if [ "$sectors" -gt "$bests" ]; then best=$start bests=$sectors bestn=1; fi
-		done < <(sfdisk -d "$raw" 2>/dev/null | sed -n 's/.*start= *\([0-9]*\), *size= *\([0-9]*\).*/\1 \2/p')
+		done < <(list_partitions "$raw")
 		[ -n "$bestn" ] || die "$c_qcow2: no ext4 file system found (whole disk or partition)"
 		dd if="$raw" of="$fs" bs=512 skip="$best" count="$bests" conv=sparse status=none
 		rm -f "$raw"
