@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -215,7 +216,7 @@ static int pidfd_open_compat(pid_t pid) { return (int)syscall(SYS_pidfd_open, pi
  * their buffers, until it exits, stdout contains marker (if non-NULL), or
  * timeout_ms. The child is killed and reaped before return.
  */
-static int spawn_wait(char *const argv[], const char *marker, unsigned timeout_ms,
+static int spawn_wait(char *const argv[], int pass_fd, const char *marker, unsigned timeout_ms,
 		      SpawnResult *res, FlError *err)
 {
 	int out[2] = {-1, -1}, errp[2] = {-1, -1};
@@ -237,6 +238,9 @@ static int spawn_wait(char *const argv[], const char *marker, unsigned timeout_m
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+	/* dup2 gives the child a copy without O_CLOEXEC; the original stays close-on-exec. */
+	if (pass_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, pass_fd, 3);
 	/* The server blocks SIGTERM/SIGINT in all threads; the child must not inherit that. */
 	posix_spawnattr_init(&attr);
 	sigemptyset(&none);
@@ -364,53 +368,27 @@ static void first_line(const char *s, char *buf, size_t len)
 	snprintf(buf, len, "%s", "");
 }
 
-/* Doubles commas for QEMU's option syntax. */
-static int qemu_escape(const char *in, char *out, size_t len)
-{
-	size_t j = 0;
-	for (size_t i = 0; in[i]; i++) {
-		if (j + 3 > len)
-			return -ENAMETOOLONG;
-		out[j++] = in[i];
-		if (in[i] == ',')
-			out[j++] = ',';
-	}
-	out[j] = 0;
-	return 0;
-}
-
-int fl_accel_probe(const char *qemu, const char *accel, unsigned timeout_ms, const char *workdir,
+int fl_accel_probe(const char *qemu, const char *accel, unsigned timeout_ms,
 		   FlAccelProbeResult *ret, FlError *err)
 {
-	char img[PATH_MAX], drive[PATH_MAX * 2 + 64], esc[PATH_MAX * 2];
 	SpawnResult res;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	ret->exit_status = -1;
-	if (snprintf(img, sizeof(img), "%s/accel-probe.%ld.img", workdir, (long)getpid()) >=
-	    (int)sizeof(img))
-		return fl_error_set(err, -ENAMETOOLONG, "work dir path too long");
-	_cleanup_close_ int fd = open(img, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* The image lives in a memfd handed to QEMU as fd 3: nothing on disk to clean up. */
+	_cleanup_close_ int fd = memfd_create("fluid-accel-probe", MFD_CLOEXEC);
 	if (fd < 0)
-		return fl_error_set(err, -errno, "cannot create %s: %m", img);
+		return fl_error_set(err, -errno, "memfd_create: %m");
 	r = fl_accel_write_probe_image(fd);
-	if (r < 0) {
-		unlink(img);
-		return fl_error_set(err, r, "cannot write %s: %s", img, strerror(-r));
-	}
-	if (qemu_escape(img, esc, sizeof(esc)) < 0) {
-		unlink(img);
-		return fl_error_set(err, -ENAMETOOLONG, "probe image path too long");
-	}
-	snprintf(drive, sizeof(drive), "file=%s,format=raw,if=ide", esc);
+	if (r < 0)
+		return fl_error_set(err, r, "cannot write the probe image: %s", strerror(-r));
 	char *const argv[] = {
 		(char *)qemu, "-accel", (char *)accel, "-M", "q35", "-nodefaults", "-no-user-config",
-		"-display", "none", "-m", "16", "-drive", drive,
+		"-display", "none", "-m", "16", "-drive", "file=/proc/self/fd/3,format=raw,if=ide",
 		"-chardev", "stdio,id=probe0,signal=off", "-serial", "chardev:probe0", NULL,
 	};
-	r = spawn_wait(argv, FL_ACCEL_PROBE_MARKER, timeout_ms, &res, err);
-	unlink(img);
+	r = spawn_wait(argv, fd, FL_ACCEL_PROBE_MARKER, timeout_ms, &res, err);
 	if (r < 0)
 		return r;
 
@@ -449,7 +427,7 @@ int fl_accel_qemu_version(const char *qemu, char *buf, size_t len, FlError *err)
 {
 	char *const argv[] = {(char *)qemu, "--version", NULL};
 	SpawnResult res;
-	int r = spawn_wait(argv, NULL, 10000, &res, err);
+	int r = spawn_wait(argv, -1, NULL, 10000, &res, err);
 	if (r < 0)
 		return r;
 	if (res.exit_status != 0)
@@ -640,7 +618,7 @@ static int real_probe(void *ud, const char *accel, unsigned timeout_ms, FlAccelP
 		      FlError *err)
 {
 	RealOps *o = ud;
-	return fl_accel_probe(o->cfg->qemu, accel, timeout_ms, o->cfg->state_dir, ret, err);
+	return fl_accel_probe(o->cfg->qemu, accel, timeout_ms, ret, err);
 }
 
 int fl_accel_decide(const FlConfig *cfg, FlAccelInfo *ret, FlError *err)

@@ -72,11 +72,11 @@ int fl_accel_write_probe_image(int fd);
 /*
  * Boots the probe guest with "-accel accel" and waits (poll on the serial
  * pipe and a pidfd) until the marker, QEMU's exit or timeout_ms. The image
- * is written to a temporary file in workdir. QEMU is always killed and
+ * is a memfd passed to QEMU as fd 3. QEMU is always killed and
  * reaped before return. Returns 0 when the probe ran (see ret->ok), -errno
  * when it could not run (err says why).
  */
-int fl_accel_probe(const char *qemu, const char *accel, unsigned timeout_ms, const char *workdir,
+int fl_accel_probe(const char *qemu, const char *accel, unsigned timeout_ms,
 		   FlAccelProbeResult *ret, FlError *err);
 
 /* Runs `qemu --version` and extracts "7.2.19". */

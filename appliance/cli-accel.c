@@ -93,14 +93,10 @@ int fl_cmd_accel(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	int r = fl_mkdir_p(cfg->state_dir, 0750);
-	if (r < 0) {
-		fl_cli_error("cannot create %s: %s", cfg->state_dir, strerror(-r));
-		return 1;
-	}
 	FlAccelProbeResult pr;
-	if (fl_accel_probe(cfg->qemu, accel, timeout > 0 ? (unsigned)timeout : cfg->accel_probe_timeout_ms,
-			   cfg->state_dir, &pr, &err) < 0) {
+	if (fl_accel_probe(cfg->qemu, accel,
+			   timeout > 0 ? (unsigned)timeout : cfg->accel_probe_timeout_ms, &pr,
+			   &err) < 0) {
 		fl_cli_error("%s", err.msg);
 		return 1;
 	}
