@@ -81,7 +81,20 @@ typedef struct Sandbox {
 	pthread_mutex_t op_lock;
 	AgentConn *conn;               /* loop thread only */
 	unsigned refs;                 /* guarded by e->lock */
+	char pool_key[160];            /* warm-pool entry: its key; claimed: "" */
 } Sandbox;
+
+/* A kind of sandbox the warm pool keeps ready: image and shape. */
+typedef struct PoolKey {
+	char key[160];
+	char image[FL_NAME_MAX + 1];
+	char network[8];
+	unsigned memory_mb, vcpus;
+	unsigned building;
+	int64_t retry_at;              /* after a failed build: back off */
+} PoolKey;
+
+#define FL_POOL_KEYS 8
 
 struct FlEngine {
 	FlEngineConfig cfg;
@@ -97,7 +110,14 @@ struct FlEngine {
 	pthread_mutex_t reg_lock;
 	ImgRegistry *reg;
 	pthread_mutex_t tmpl_lock;     /* serialises template builds */
+	pthread_t pool_thread;
+	pthread_cond_t pool_cond;      /* with e->lock: pool demand changed */
+	PoolKey pool[FL_POOL_KEYS];
+	size_t n_pool;
 };
+
+/* FLUID_TRACE=1 prints the duration of each step of an operation. */
+void fl_trace(const char *what, uint64_t *t);
 
 /* engine-store.c */
 const char *sb_state_name(SbState s);

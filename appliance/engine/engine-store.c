@@ -270,3 +270,14 @@ int sb_save(FlEngine *e, Sandbox *sb, FlError *err)
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
 	return fl_write_file_atomic(path, s, strlen(s), err);
 }
+
+void fl_trace(const char *what, uint64_t *t)
+{
+	static int on = -1;
+	if (on < 0)
+		on = getenv("FLUID_TRACE") != NULL;
+	uint64_t now = fl_now_ms();
+	if (on && *t)
+		fprintf(stderr, "trace: %-24s %4llu ms\n", what, (unsigned long long)(now - *t));
+	*t = now;
+}

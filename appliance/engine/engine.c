@@ -55,10 +55,16 @@ static Sandbox *sb_alloc(void)
 	return sb;
 }
 
+/* Warm-pool entries (and entries being claimed) are not sandboxes yet. */
+static bool sb_hidden(const Sandbox *sb)
+{
+	return !strcmp(sb->pending, "pool");
+}
+
 static Sandbox *table_find(FlEngine *e, const char *id)
 {
 	for (size_t i = 0; i < e->n_sbs; i++)
-		if (!strcmp(e->sbs[i]->id, id) || !strcmp(e->sbs[i]->name, id))
+		if (!sb_hidden(e->sbs[i]) && (!strcmp(e->sbs[i]->id, id) || !strcmp(e->sbs[i]->name, id)))
 			return e->sbs[i];
 	return NULL;
 }
@@ -301,11 +307,15 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		.incoming_path = statef[0] ? statef : NULL,
 		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = e->cfg.tb_size_mb,
 	};
+	uint64_t t = 0;
+	fl_trace("boot", &t);
 	r = fl_vm_spawn(&spec, &sb->vm, err);
 	if (r < 0)
 		return r;
+	fl_trace("spawn", &t);
 	if (kind != BOOT_COLD) {
 		r = fl_vm_incoming(&sb->vm, err);
+		fl_trace("incoming", &t);
 		if (r < 0) {
 			vm_stop(e, sb);
 			return r;
@@ -316,6 +326,7 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 	pthread_mutex_unlock(&e->lock);
 	unsigned timeout = kind == BOOT_COLD ? e->cfg.boot_timeout_ms : AGENT_CLONE_TIMEOUT_MS;
 	r = ea_connect(e, sb, timeout, err);
+	fl_trace("agent hello", &t);
 	if (r < 0) {
 		if (!vm_alive(sb))
 			qemu_error(sb, err);
@@ -347,9 +358,31 @@ static int refresh_identity(FlEngine *e, Sandbox *sb, FlError *err)
 	json_object_object_add(a, "time_ns", json_object_new_int64((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
 	/* No DHCP: with user networking every sandbox has its own private
 	 * 10.0.2.0/24 in which the template's lease stays valid. */
+	uint64_t t = 0;
+	fl_trace("identity", &t);
+	if (getenv("FLUID_TRACE_PING"))
+		for (int i = 0; i < 3; i++) {
+			ea_call(e, sb, "ping", NULL, 30000, NULL, NULL);
+			fl_trace("ping", &t);
+		}
+	if (getenv("FLUID_TRACE_PING")) {
+		const char *keys[] = {"time_ns", "entropy", "hostname", "machine_id"};
+		for (int i = 0; i < 4; i++) {
+			struct json_object *b = json_object_new_object();
+			struct json_object *v;
+			json_object_object_get_ex(a, keys[i], &v);
+			json_object_object_add(b, keys[i], json_object_get(v));
+			ea_call(e, sb, "identity", b, 30000, NULL, NULL);
+			fl_trace(keys[i], &t);
+		}
+	}
 	int r = ea_call(e, sb, "identity", a, 30000, NULL, err);
+	fl_trace("identity op", &t);
 	return r < 0 ? fl_error_prefix(err, "identity refresh") : 0;
 }
+
+static void destroy_locked(FlEngine *e, Sandbox *sb);
+static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, char *out);
 
 /* ---- create -------------------------------------------------------------- */
 
@@ -404,11 +437,10 @@ static int branch_source(FlEngine *e, const FlSandboxSpec *s, BranchSrc *src, Fl
 	return 0;
 }
 
-int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **ret, FlError *err)
+static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, bool pooled, struct json_object **ret,
+			  FlError *err)
 {
-	int r = validate_spec(e, s, err);
-	if (r < 0)
-		return r;
+	int r;
 	BranchSrc src = {0};
 	if (s->from_sandbox) {
 		r = branch_source(e, s, &src, err);
@@ -424,7 +456,9 @@ int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **r
 	if (!sb)
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	fl_random_hex(sb->id, FL_ID_LEN);
-	if (s->name)
+	if (pooled)
+		snprintf(sb->name, sizeof(sb->name), "pool-%.8s", sb->id);
+	else if (s->name)
 		snprintf(sb->name, sizeof(sb->name), "%s", s->name);
 	else
 		snprintf(sb->name, sizeof(sb->name), "sbx-%.8s", sb->id);
@@ -450,8 +484,8 @@ int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **r
 	pthread_mutex_lock(&e->lock);
 	unsigned live = 0;
 	for (size_t i = 0; i < e->n_sbs; i++)
-		live += e->sbs[i]->state != SB_DESTROYED;
-	if (live >= e->cfg.max_sandboxes) {
+		live += e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]);
+	if (!pooled && live >= e->cfg.max_sandboxes) {
 		pthread_mutex_unlock(&e->lock);
 		sb_free(sb);
 		return fl_error_set(err, -EUSERS, "sandbox limit reached (%u)", e->cfg.max_sandboxes);
@@ -497,33 +531,52 @@ int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **r
 		kind = BOOT_TEMPLATE;
 	}
 
+	uint64_t tr = 0;
+	fl_trace("create", &tr);
 	r = fl_mkdir_p(sb->dir, 0700);
 	if (r < 0) {
 		fl_error_set(err, r, "mkdir %s: %s", sb->dir, strerror(-r));
 		goto fail;
 	}
-	snprintf(sb->pending, sizeof(sb->pending), "create");
+	snprintf(sb->pending, sizeof(sb->pending), pooled ? "pool" : "create");
+	if (pooled)
+		pool_key(s->base_image, sb->memory_mb, sb->vcpus, sb->network, sb->pool_key);
 	r = sb_commit(e, sb, err);
 	if (r < 0)
 		goto fail;
+	fl_trace("record", &tr);
 	r = new_active(e, sb, parent, err);
 	if (r < 0)
 		goto fail;
 	r = sb_commit(e, sb, err);
 	if (r < 0)
 		goto fail;
+	fl_trace("overlay", &tr);
 	if (!s->no_start) {
 		sb_set_state(e, sb, SB_STARTING);
 		r = vm_boot(e, sb, kind, statef, err);
 		if (r < 0)
 			goto fail;
+		fl_trace("boot", &tr);
 		if (kind != BOOT_COLD) {
 			if (kind == BOOT_STATE)
 				ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
 			r = refresh_identity(e, sb, err);
 			if (r < 0)
 				goto fail;
+			fl_trace("identity", &tr);
 		}
+	}
+	if (pooled) { /* warm the exec path of this QEMU's translation cache */
+		const char *argv[] = {"/bin/true", NULL};
+		FlExecSpec xs = {.argv = argv, .timeout_ms = 60000};
+		FlExecResult xr;
+		r = ea_exec(e, sb, &xs, NULL, NULL, &xr, err);
+		if (r < 0)
+			goto fail;
+		sb_set_state(e, sb, SB_RUNNING);
+		sb_release(e, sb);
+		return 0;
 	}
 	sb->pending[0] = 0;
 	sb_set_state(e, sb, s->no_start ? SB_CREATED : SB_RUNNING);
@@ -552,6 +605,166 @@ fail:
 	pthread_mutex_unlock(&e->lock);
 	sb_release(e, sb);
 	return r;
+}
+
+/* ---- warm pool ------------------------------------------------------------- */
+
+/*
+ * The warm pool keeps pool_size clones per (image, shape, network) running
+ * and warmed up (identity refreshed once and `true` executed, so the guest
+ * and TCG have seen those code paths). A create that matches claims one:
+ * it only needs its real identity. The pool thread refills in the
+ * background. Entries are hidden from lists and limits, recorded with
+ * pending "pool", and destroyed at start-up like an unfinished create.
+ */
+static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, char *out)
+{
+	snprintf(out, 160, "%s/%um/%uc/%s", image, mem, vcpus, net);
+}
+
+/* Registers demand for a kind of sandbox; caller holds e->lock. */
+static void pool_want(FlEngine *e, const char *image, unsigned mem, unsigned vcpus, const char *net)
+{
+	char key[160];
+	pool_key(image, mem, vcpus, net, key);
+	for (size_t i = 0; i < e->n_pool; i++)
+		if (!strcmp(e->pool[i].key, key))
+			return;
+	if (e->n_pool >= FL_POOL_KEYS)
+		return;
+	PoolKey *k = &e->pool[e->n_pool++];
+	memset(k, 0, sizeof(*k));
+	snprintf(k->key, sizeof(k->key), "%s", key);
+	snprintf(k->image, sizeof(k->image), "%s", image);
+	snprintf(k->network, sizeof(k->network), "%s", net);
+	k->memory_mb = mem;
+	k->vcpus = vcpus;
+	pthread_cond_broadcast(&e->pool_cond);
+}
+
+static unsigned pool_count(FlEngine *e, const char *key)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < e->n_sbs; i++)
+		n += sb_hidden(e->sbs[i]) && !strcmp(e->sbs[i]->pool_key, key) &&
+		     e->sbs[i]->state == SB_RUNNING;
+	return n;
+}
+
+static void *pool_main(void *arg)
+{
+	FlEngine *e = arg;
+	pthread_mutex_lock(&e->lock);
+	while (!e->stopping) {
+		PoolKey *want = NULL;
+		int64_t now = fl_unix_now();
+		for (size_t i = 0; i < e->n_pool && !want; i++) {
+			PoolKey *k = &e->pool[i];
+			if (k->retry_at <= now && pool_count(e, k->key) + k->building < e->cfg.pool_size)
+				want = k;
+		}
+		if (!want) {
+			struct timespec ts = {.tv_sec = now + 30};
+			pthread_cond_timedwait(&e->pool_cond, &e->lock, &ts);
+			continue;
+		}
+		want->building++;
+		FlSandboxSpec s = {.base_image = want->image, .memory_mb = want->memory_mb,
+				   .vcpus = want->vcpus, .network = want->network};
+		pthread_mutex_unlock(&e->lock);
+		int r = create_sandbox(e, &s, true, NULL, NULL);
+		pthread_mutex_lock(&e->lock);
+		want->building--;
+		if (r < 0)
+			want->retry_at = fl_unix_now() + 30;
+	}
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* Claims a warm clone for spec. -ENOENT: none ready (the caller clones). */
+static int pool_claim(FlEngine *e, const FlSandboxSpec *s, const char *key, struct json_object **ret,
+		      FlError *err)
+{
+	pthread_mutex_lock(&e->lock);
+	Sandbox *sb = NULL;
+	for (size_t i = 0; i < e->n_sbs && !sb; i++)
+		if (sb_hidden(e->sbs[i]) && e->sbs[i]->state == SB_RUNNING && !strcmp(e->sbs[i]->pool_key, key))
+			sb = e->sbs[i];
+	if (!sb) {
+		pthread_mutex_unlock(&e->lock);
+		return -ENOENT;
+	}
+	unsigned live = 0;
+	for (size_t i = 0; i < e->n_sbs; i++)
+		live += e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]);
+	if (live >= e->cfg.max_sandboxes) {
+		pthread_mutex_unlock(&e->lock);
+		return fl_error_set(err, -EUSERS, "sandbox limit reached (%u)", e->cfg.max_sandboxes);
+	}
+	if (s->name && table_find(e, s->name)) {
+		pthread_mutex_unlock(&e->lock);
+		return fl_error_set(err, -EEXIST, "a sandbox named '%s' exists", s->name);
+	}
+	sb->pool_key[0] = 0; /* no longer claimable */
+	sb->refs++;
+	pthread_cond_broadcast(&e->pool_cond); /* refill */
+	pthread_mutex_unlock(&e->lock);
+
+	pthread_mutex_lock(&sb->op_lock);
+	if (s->name)
+		snprintf(sb->name, sizeof(sb->name), "%s", s->name);
+	else
+		snprintf(sb->name, sizeof(sb->name), "sbx-%.8s", sb->id);
+	snprintf(sb->agent_id, sizeof(sb->agent_id), "%s", s->agent_id ? s->agent_id : "");
+	snprintf(sb->job_id, sizeof(sb->job_id), "%s", s->job_id ? s->job_id : "");
+	sb->ttl_seconds = s->ttl_seconds;
+	sb->created_at = fl_unix_now();
+	int r = vm_alive(sb) ? refresh_identity(e, sb, err) : fl_error_set(err, -ESRCH, "pooled VM died");
+	if (r < 0) {
+		destroy_locked(e, sb);
+		sb_release(e, sb);
+		return -ENOENT;
+	}
+	sb->pending[0] = 0;
+	sb_set_state(e, sb, SB_RUNNING);
+	if (sb->ttl_seconds) {
+		pthread_mutex_lock(&e->lock);
+		pthread_cond_broadcast(&e->janitor_cond);
+		pthread_mutex_unlock(&e->lock);
+	}
+	if (ret) {
+		pthread_mutex_lock(&e->lock);
+		*ret = sb_to_json(sb, false);
+		pthread_mutex_unlock(&e->lock);
+	}
+	sb_release(e, sb);
+	return 0;
+}
+
+int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **ret, FlError *err)
+{
+	int r = validate_spec(e, s, err);
+	if (r < 0)
+		return r;
+	if (e->cfg.pool_size && !s->from_sandbox && !s->cold_boot && !s->no_start) {
+		Image img;
+		r = image_load(e, s->base_image, &img, err);
+		if (r < 0)
+			return r;
+		unsigned vcpus = s->vcpus ? s->vcpus : e->cfg.default_vcpus ? e->cfg.default_vcpus : 1;
+		unsigned mem = s->memory_mb ? s->memory_mb : e->cfg.default_memory_mb ? e->cfg.default_memory_mb : img.memory_mb;
+		const char *net = s->network ? s->network : "nat";
+		char key[160];
+		pool_key(img.name, mem, vcpus, net, key);
+		pthread_mutex_lock(&e->lock);
+		pool_want(e, img.name, mem, vcpus, net);
+		pthread_mutex_unlock(&e->lock);
+		r = pool_claim(e, s, key, ret, err);
+		if (r != -ENOENT)
+			return r;
+	}
+	return create_sandbox(e, s, false, ret, err);
 }
 
 /* ---- queries ---------------------------------------------------------------- */
@@ -585,7 +798,7 @@ int fl_engine_list(FlEngine *e, struct json_object **ret)
 	struct json_object *arr = json_object_new_array();
 	pthread_mutex_lock(&e->lock);
 	for (size_t i = 0; i < e->n_sbs; i++)
-		if (e->sbs[i]->state != SB_DESTROYED)
+		if (e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]))
 			json_object_array_add(arr, sb_to_json(e->sbs[i], false));
 	pthread_mutex_unlock(&e->lock);
 	*ret = arr;
@@ -983,11 +1196,17 @@ int fl_engine_snapshot_delete(FlEngine *e, const char *id, const char *name, FlE
 struct json_object *fl_engine_status(FlEngine *e)
 {
 	struct json_object *o = json_object_new_object();
-	unsigned counts[SB_ERROR + 1] = {0};
+	unsigned counts[SB_ERROR + 1] = {0}, pooled = 0;
 	pthread_mutex_lock(&e->lock);
-	for (size_t i = 0; i < e->n_sbs; i++)
-		counts[e->sbs[i]->state]++;
+	for (size_t i = 0; i < e->n_sbs; i++) {
+		if (sb_hidden(e->sbs[i]))
+			pooled++;
+		else
+			counts[e->sbs[i]->state]++;
+	}
 	pthread_mutex_unlock(&e->lock);
+	json_object_object_add(o, "warm_pool", json_object_new_int((int)pooled));
+	json_object_object_add(o, "pool_size", json_object_new_int((int)e->cfg.pool_size));
 	struct json_object *c = json_object_new_object();
 	for (int s = SB_CREATED; s <= SB_ERROR; s++)
 		if (s != SB_DESTROYED)
@@ -1006,7 +1225,15 @@ int fl_engine_prepare_template(FlEngine *e, const char *image, unsigned memory_m
 	if (r < 0)
 		return r;
 	Template t;
-	return template_get(e, &img, memory_mb ? memory_mb : img.memory_mb, vcpus ? vcpus : 1, &t, err);
+	memory_mb = memory_mb ? memory_mb : e->cfg.default_memory_mb ? e->cfg.default_memory_mb : img.memory_mb;
+	vcpus = vcpus ? vcpus : e->cfg.default_vcpus ? e->cfg.default_vcpus : 1;
+	r = template_get(e, &img, memory_mb, vcpus, &t, err);
+	if (r >= 0 && e->cfg.pool_size) {
+		pthread_mutex_lock(&e->lock);
+		pool_want(e, img.name, memory_mb, vcpus, "nat");
+		pthread_mutex_unlock(&e->lock);
+	}
+	return r;
 }
 
 /* ---- recovery ------------------------------------------------------------- */
@@ -1052,7 +1279,7 @@ static void recover_sandbox(FlEngine *e, Sandbox *sb)
 		sb->vm.pidfd = -1;
 	char holder[IMG_HOLDER_MAX];
 	holder_active(sb, holder);
-	if (!strcmp(sb->pending, "create") || !strcmp(sb->pending, "destroy")) {
+	if (!strcmp(sb->pending, "create") || !strcmp(sb->pending, "destroy") || sb_hidden(sb)) {
 		destroy_locked(e, sb);
 		return;
 	}
@@ -1198,6 +1425,7 @@ int fl_engine_new(const FlEngineConfig *cfg, FlEngine **ret, FlError *err)
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_cond_init(&e->janitor_cond, &ca);
+	pthread_cond_init(&e->pool_cond, &ca);
 	pthread_condattr_destroy(&ca);
 
 	const char *dirs[] = {e->state_dir, e->sandboxes_dir, e->templates_dir, e->states_dir};
@@ -1245,6 +1473,8 @@ int fl_engine_new(const FlEngineConfig *cfg, FlEngine **ret, FlError *err)
 		pthread_mutex_unlock(&e->reg_lock);
 		gc_states(e);
 		r = -pthread_create(&e->janitor_thread, NULL, janitor_main, e);
+		if (r >= 0 && e->cfg.pool_size)
+			r = -pthread_create(&e->pool_thread, NULL, pool_main, e);
 	}
 	if (r < 0) {
 		fl_engine_free(e);
@@ -1265,9 +1495,12 @@ void fl_engine_free(FlEngine *e)
 	pthread_mutex_lock(&e->lock);
 	e->stopping = true;
 	pthread_cond_broadcast(&e->janitor_cond);
+	pthread_cond_broadcast(&e->pool_cond);
 	pthread_mutex_unlock(&e->lock);
 	if (e->janitor_thread)
 		pthread_join(e->janitor_thread, NULL);
+	if (e->pool_thread)
+		pthread_join(e->pool_thread, NULL);
 	for (size_t i = 0; i < e->n_sbs; i++)
 		ea_disconnect(e, e->sbs[i]);
 	fl_loop_quit(e->loop);
@@ -1278,5 +1511,6 @@ void fl_engine_free(FlEngine *e)
 	free(e->sbs);
 	img_registry_free(e->reg);
 	pthread_cond_destroy(&e->janitor_cond);
+	pthread_cond_destroy(&e->pool_cond);
 	free(e);
 }

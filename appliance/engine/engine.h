@@ -34,6 +34,7 @@ typedef struct FlEngineConfig {
 	unsigned tb_size_mb;     /* TCG translation buffer per VM; 0 = 32 */
 	unsigned boot_timeout_ms; /* cold boot to agent ready; 0 = 300000 */
 	unsigned max_snapshots;  /* per sandbox; 0 = 64 */
+	unsigned pool_size;      /* warm clones kept ready per image and shape; 0 = none */
 	/* Optional: called (from any thread) after every state change. */
 	void (*on_event)(const char *sandbox_id, const char *event, struct json_object *data,
 			 void *userdata);

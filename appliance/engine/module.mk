@@ -15,3 +15,8 @@ $(B)/tests/integration/test-engine: $(B)/obj/tests/integration/test-engine.o $(E
 	$(CC) $(CFLAGS) -o $@ $< $(ENGINE_LIBS) -lcmocka
 INTEG_TESTS += $(B)/tests/integration/test-engine
 
+
+$(B)/bench/bench-engine: $(B)/obj/bench/bench-engine.o $(B)/obj/bench/benchlib.o $(ENGINE_DEPS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread -lm
+BENCHES += $(B)/bench/bench-engine

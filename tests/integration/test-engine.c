@@ -92,10 +92,12 @@ static void destroy(char *id)
 	free(id);
 }
 
+static unsigned pool_size;
+
 static int open_engine(void)
 {
 	FlEngineConfig c = {.state_dir = state_dir, .image_dir = image_dir, .accel = "tcg",
-			    .boot_timeout_ms = 120000};
+			    .boot_timeout_ms = 120000, .pool_size = pool_size};
 	FlError err = {0};
 	int r = fl_engine_new(&c, &E, &err);
 	if (r < 0)
@@ -530,6 +532,59 @@ static void test_ttl(void **state)
 	free(id);
 }
 
+static int warm_clones(void)
+{
+	struct json_object *st = fl_engine_status(E), *v;
+	int n = json_object_object_get_ex(st, "warm_pool", &v) ? json_object_get_int(v) : 0;
+	json_object_put(st);
+	return n;
+}
+
+/* The warm pool: claims get their own identity, the pool refills, and a
+ * restart discards warm clones (they were never acknowledged to anyone). */
+static void test_pool(void **state)
+{
+	fl_engine_free(E);
+	pool_size = 1;
+	assert_int_equal(open_engine(), 0);
+	FlError err = {0};
+	assert_int_equal(fl_engine_prepare_template(E, "tiny", 0, 0, &err), 0);
+	for (int i = 0; i < 600 && warm_clones() < 1; i++)
+		usleep(100000);
+	assert_int_equal(warm_clones(), 1);
+	struct json_object *list;
+	fl_engine_list(E, &list);
+	size_t listed = json_object_array_length(list);
+	json_object_put(list);
+	assert_int_equal(listed, 0); /* warm clones are not sandboxes */
+
+	FlSandboxSpec s = {.base_image = "tiny", .name = "claimed-one"};
+	char *a = create(&s), *out;
+	assert_int_equal(sh(a, "hostname", &out), 0);
+	assert_string_equal(out, "claimed-one\n");
+	for (int i = 0; i < 600 && warm_clones() < 1; i++)
+		usleep(100000);
+	assert_int_equal(warm_clones(), 1);
+	FlSandboxSpec s2 = {.base_image = "tiny"};
+	char *b = create(&s2);
+	char ida[64];
+	assert_int_equal(sh(a, "cat /etc/machine-id", &out), 0);
+	snprintf(ida, sizeof(ida), "%s", out);
+	assert_int_equal(sh(b, "cat /etc/machine-id", &out), 0);
+	assert_string_not_equal(ida, out);
+	/* a name taken by a sandbox is refused, pool or not */
+	assert_int_equal(fl_engine_create(E, &s, NULL, &err), -EEXIST);
+	destroy(a);
+	destroy(b);
+	for (int i = 0; i < 600 && warm_clones() < 1; i++)
+		usleep(100000);
+	fl_engine_free(E);
+	pool_size = 0;
+	assert_int_equal(open_engine(), 0);
+	assert_int_equal(warm_clones(), 0);
+	assert_int_equal(count_qemus(state_dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -542,6 +597,7 @@ int main(void)
 		cmocka_unit_test(test_bad_images),
 		cmocka_unit_test(test_egress),
 		cmocka_unit_test(test_ttl),
+		cmocka_unit_test(test_pool),
 		cmocka_unit_test(test_crash_create),
 		cmocka_unit_test(test_crash_snapshot),
 		cmocka_unit_test(test_crash_restore),
