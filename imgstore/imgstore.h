@@ -316,6 +316,17 @@ int img_registry_import(ImgRegistry *r, const char *src, const char *name, const
 int img_registry_new_overlay(ImgRegistry *r, const char *parent_id, const char *holder,
 			     unsigned cluster_bits, char ret_id[IMG_ID_SIZE], FlError *err);
 
+/*
+ * Same, with IMG_CREATE_NO_SYNC: no fsyncs at all (overlay, metadata,
+ * reference, publication). Every step is still a rename or a create, so a
+ * crash of the process leaves a consistent registry; a power loss may lose
+ * the new layer (and its reference) entirely. For a clone's throw-away
+ * active layer on the hot path; freezing it later syncs it.
+ */
+int img_registry_new_overlay_flags(ImgRegistry *r, const char *parent_id, const char *holder,
+				   unsigned cluster_bits, unsigned flags, char ret_id[IMG_ID_SIZE],
+				   FlError *err);
+
 #define IMG_FREEZE_HASH 0x1u  /* also hash the layer's bytes (slow for big layers) */
 
 /*

@@ -125,7 +125,7 @@ static int rm_flat_dir(int parent, const char *name)
 static const char *kind_name(ImgLayerKind k) { return k == IMG_LAYER_BASE ? "base" : "overlay"; }
 static const char *state_name(ImgLayerState s) { return s == IMG_LAYER_FROZEN ? "frozen" : "active"; }
 
-static int write_meta(int dfd, const ImgLayer *l)
+static int write_meta(int dfd, const ImgLayer *l, bool sync)
 {
 	char buf[META_MAX];
 	int n = snprintf(buf, sizeof(buf),
@@ -140,12 +140,12 @@ static int write_meta(int dfd, const ImgLayer *l)
 	if (fd < 0)
 		return -errno;
 	int r = img_write_full(fd, buf, (size_t)n);
-	if (r >= 0 && fsync(fd) < 0)
+	if (r >= 0 && sync && fsync(fd) < 0)
 		r = -errno;
 	close(fd);
 	if (r >= 0 && renameat(dfd, "meta.tmp", dfd, "meta") < 0)
 		r = -errno;
-	if (r >= 0 && fsync(dfd) < 0)
+	if (r >= 0 && sync && fsync(dfd) < 0)
 		r = -errno;
 	return r;
 }
@@ -372,11 +372,11 @@ static int staging_new(ImgRegistry *r, Staging *s, FlError *err)
 }
 
 /* Moves a finished staging directory to layers/<id> (lock held). */
-static int staging_publish(ImgRegistry *r, Staging *s, const char *id, FlError *err)
+static int staging_publish(ImgRegistry *r, Staging *s, const char *id, bool sync, FlError *err)
 {
 	unlinkat(s->fd, "lock", 0);
-	if (fsync(s->fd) < 0 || renameat(r->layersfd, s->name, r->layersfd, id) < 0 ||
-	    fsync(r->layersfd) < 0) {
+	if ((sync && fsync(s->fd) < 0) || renameat(r->layersfd, s->name, r->layersfd, id) < 0 ||
+	    (sync && fsync(r->layersfd) < 0)) {
 		int q = -errno;
 		return fl_error_set(err, q, "cannot publish layer %s: %s", id, strerror(-q));
 	}
@@ -421,7 +421,8 @@ static int clean_staging(ImgRegistry *r)
 
 /* ---- references -------------------------------------------------------- */
 
-static int add_ref_locked(ImgRegistry *r, const char *id, const char *holder, FlError *err)
+static int add_ref_locked(ImgRegistry *r, const char *id, const char *holder, bool sync,
+			  FlError *err)
 {
 	int q = mkdirat_p(r->refsfd, id);
 	if (q < 0)
@@ -436,7 +437,7 @@ static int add_ref_locked(ImgRegistry *r, const char *id, const char *holder, Fl
 		return fl_error_set(err, -errno, "cannot record reference %s -> %s: %s", holder, id,
 				    strerror(errno));
 	close(fd);
-	if (fsync(dfd) < 0 || fsync(r->refsfd) < 0)
+	if (sync && (fsync(dfd) < 0 || fsync(r->refsfd) < 0))
 		return fl_error_set(err, -errno, "cannot sync references of %s: %s", id,
 				    strerror(errno));
 	return 0;
@@ -459,7 +460,7 @@ int img_registry_ref(ImgRegistry *r, const char *id, const char *holder, FlError
 		return lk;
 	if (!layer_exists(r, id))
 		return fl_error_set(err, -ENOENT, "no layer %s in %s", id, r->dir);
-	return add_ref_locked(r, id, holder, err);
+	return add_ref_locked(r, id, holder, true, err);
 }
 
 int img_registry_unref(ImgRegistry *r, const char *id, const char *holder, FlError *err)
@@ -648,7 +649,7 @@ int img_registry_import(ImgRegistry *r, const char *src, const char *name, const
 	}
 	if (layer_exists(r, id)) {
 		staging_drop(r, &s);
-		if (holder && (q = add_ref_locked(r, id, holder, err)) < 0)
+		if (holder && (q = add_ref_locked(r, id, holder, true, err)) < 0)
 			return q;
 		memcpy(ret_id, id, IMG_ID_SIZE);
 		return 0;
@@ -662,16 +663,16 @@ int img_registry_import(ImgRegistry *r, const char *src, const char *name, const
 		l.size = (uint64_t)st.st_size;
 	if (name)
 		snprintf(l.name, sizeof(l.name), "%s", name);
-	q = write_meta(s.fd, &l);
+	q = write_meta(s.fd, &l, true);
 	if (q < 0) {
 		staging_drop(r, &s);
 		return fl_error_set(err, q, "cannot write metadata for %s: %s", id, strerror(-q));
 	}
-	if (holder && (q = add_ref_locked(r, id, holder, err)) < 0) {
+	if (holder && (q = add_ref_locked(r, id, holder, true, err)) < 0) {
 		staging_drop(r, &s);
 		return q;
 	}
-	q = staging_publish(r, &s, id, err);
+	q = staging_publish(r, &s, id, true, err);
 	if (q < 0) {
 		staging_drop(r, &s);
 		return q;
@@ -683,6 +684,16 @@ int img_registry_import(ImgRegistry *r, const char *src, const char *name, const
 int img_registry_new_overlay(ImgRegistry *r, const char *parent_id, const char *holder,
 			     unsigned cluster_bits, char ret_id[IMG_ID_SIZE], FlError *err)
 {
+	return img_registry_new_overlay_flags(r, parent_id, holder, cluster_bits, 0, ret_id, err);
+}
+
+int img_registry_new_overlay_flags(ImgRegistry *r, const char *parent_id, const char *holder,
+				   unsigned cluster_bits, unsigned flags, char ret_id[IMG_ID_SIZE],
+				   FlError *err)
+{
+	if (flags & ~IMG_CREATE_NO_SYNC)
+		return fl_error_set(err, -EINVAL, "unknown flags 0x%x", flags);
+	const bool sync = !(flags & IMG_CREATE_NO_SYNC);
 	if (!valid_id(parent_id))
 		return fl_error_set(err, -EINVAL, "invalid parent layer id");
 	if (!valid_holder(holder))
@@ -717,14 +728,14 @@ int img_registry_new_overlay(ImgRegistry *r, const char *parent_id, const char *
 	char disk[IMG_PATH_MAX], backing[IMG_ID_SIZE + 16];
 	snprintf(disk, sizeof(disk), "%s/layers/%s/disk", r->dir, s.name);
 	snprintf(backing, sizeof(backing), "../%s/disk", parent_id);
-	q = img_qcow2_create_overlay(disk, backing, img_format_name(parent.format), 0, cluster_bits,
-				     err);
-	if (q >= 0 && (q = write_meta(s.fd, &l)) < 0)
+	q = img_qcow2_create_overlay_flags(disk, backing, img_format_name(parent.format), 0,
+					   cluster_bits, flags, err);
+	if (q >= 0 && (q = write_meta(s.fd, &l, sync)) < 0)
 		fl_error_set(err, q, "cannot write metadata: %s", strerror(-q));
 	if (q >= 0)
-		q = add_ref_locked(r, l.id, holder, err);
+		q = add_ref_locked(r, l.id, holder, sync, err);
 	if (q >= 0)
-		q = staging_publish(r, &s, l.id, err);
+		q = staging_publish(r, &s, l.id, sync, err);
 	if (q < 0) {
 		staging_drop(r, &s);
 		return q;
@@ -768,9 +779,14 @@ int img_registry_freeze(ImgRegistry *r, const char *id, unsigned flags, FlError 
 	_cleanup_close_ int dfd = openat(r->layersfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (dfd < 0)
 		return fl_error_set(err, -errno, "layer %s: %s", id, strerror(errno));
-	q = write_meta(dfd, &l);
+	q = write_meta(dfd, &l, true);
 	if (q < 0)
 		return fl_error_set(err, q, "cannot write metadata of %s: %s", id, strerror(-q));
+	/* The layer may have been created with IMG_CREATE_NO_SYNC: make its
+	 * directory entry and its references durable now. */
+	_cleanup_close_ int rfd = openat(r->refsfd, id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (fsync(r->layersfd) < 0 || (rfd >= 0 && fsync(rfd) < 0) || fsync(r->refsfd) < 0)
+		return fl_error_set(err, -errno, "cannot sync layer %s: %s", id, strerror(errno));
 	return 0;
 }
 

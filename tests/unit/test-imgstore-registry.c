@@ -179,6 +179,20 @@ static void test_overlays_refs_gc(void **state)
 	assert_int_equal(img_registry_ref(r, snap, "snapshot-1", &e), 0);
 	assert_int_equal(img_registry_unref(r, snap, "sandbox-1", &e), 0);
 	assert_int_equal(img_registry_unref(r, snap, "sandbox-1", &e), 0); /* idempotent */
+	/* hot-path allocation without fsyncs: same result */
+	char fast[IMG_ID_SIZE];
+	assert_int_equal(img_registry_new_overlay_flags(r, base, "sandbox-3", 0, 0x80, fast, &e), -EINVAL);
+	assert_int_equal(img_registry_new_overlay_flags(r, base, "sandbox-3", 0, IMG_CREATE_NO_SYNC, fast, &e), 0);
+	assert_int_equal(img_registry_refcount(r, fast, &e), 1);
+	assert_int_equal(img_registry_layer_path(r, fast, path, sizeof(path), &e), 0);
+	assert_int_equal(img_chain_resolve(path, IMG_FMT_QCOW2, 0, &c, &e), 0);
+	assert_int_equal(img_chain_length(c), 2);
+	img_chain_free(c);
+	assert_int_equal(img_registry_freeze(r, fast, 0, &e), 0);
+	assert_int_equal(img_registry_unref(r, fast, "sandbox-3", &e), 0);
+	unsigned gone = 0;
+	assert_int_equal(img_registry_gc(r, &gone, &e), 0);
+	assert_int_equal(gone, 1);
 	/* a branch from the snapshot */
 	assert_int_equal(img_registry_new_overlay(r, snap, "sandbox-2", 0, br, &e), 0);
 	assert_int_equal(img_registry_children(r, snap, &e), 2);
