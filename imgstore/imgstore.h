@@ -218,6 +218,9 @@ int img_flatten(const char *path, ImgFormat format, const char *dst, ImgFormat o
  * end of QEMU's `migrate fd:` pipe) into a new file at path until EOF.
  * Atomic like img_copy_file(). Does not close fd_in. max_bytes: refuse with
  * -EFBIG beyond this (0 = unlimited). *ret_bytes (optional): bytes written.
+ * EOF only comes when every write end is closed: after handing the write
+ * end to QEMU (getfd), close the caller's own copy, or this never returns.
+ * The file gets mode 0600 (guest RAM is sensitive).
  */
 int img_stream_to_file(int fd_in, const char *path, uint64_t max_bytes,
 		       const ImgIoOptions *opts, uint64_t *ret_bytes, FlError *err);
