@@ -924,12 +924,16 @@ static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], cons
 			FlError *err)
 {
 	_cleanup_(qmp_client_freep) QmpClient *c = NULL;
+	uint64_t tr = 0;
+	fl_trace("switch", &tr);
 	int r = qmp_connect_sync(sb->vm.qmp_path, 5000, &c, err);
 	if (r < 0)
 		return r;
+	fl_trace("qmp connect", &tr);
 	r = qmp_call_sync(c, "stop", NULL, -1, 10000, NULL, err);
 	if (r < 0)
 		return r;
+	fl_trace("stop", &tr);
 	char old[IMG_ID_SIZE], holder[IMG_HOLDER_MAX], path[IMG_PATH_MAX];
 	memcpy(old, sb->active, IMG_ID_SIZE);
 	holder_active(sb, holder);
@@ -942,9 +946,11 @@ static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], cons
 	pthread_mutex_unlock(&e->reg_lock);
 	if (r < 0)
 		goto cont;
+	fl_trace("registry", &tr);
 	r = sb_commit(e, sb, err); /* journal: the new layer's id */
 	if (r < 0)
 		goto cont;
+	fl_trace("journal", &tr);
 	char node[40];
 	snprintf(node, sizeof(node), "l%.16s", sb->pending_layer);
 	struct json_object *a = json_object_new_object();
@@ -955,6 +961,9 @@ static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], cons
 	json_object_object_add(file, "filename", json_object_new_string(path));
 	json_object_object_add(a, "file", file);
 	json_object_object_add(a, "backing", NULL);
+	struct json_object *cache = json_object_new_object();
+	json_object_object_add(cache, "no-flush", json_object_new_boolean(1));
+	json_object_object_add(a, "cache", cache);
 	r = qmp_call_sync(c, "blockdev-add", a, -1, 10000, NULL, err);
 	if (r < 0)
 		goto cont;
@@ -980,6 +989,7 @@ static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], cons
 	r = qmp_call_sync(c, "blockdev-snapshot", a, -1, 10000, NULL, err);
 	if (r < 0)
 		goto cont;
+	fl_trace("qmp switch", &tr);
 	memcpy(frozen, old, IMG_ID_SIZE);
 	memcpy(sb->active, sb->pending_layer, IMG_ID_SIZE);
 	sb->pending_layer[0] = 0;
@@ -1047,15 +1057,20 @@ int fl_engine_snapshot(FlEngine *e, const char *id, const char *name, bool memor
 	 * a crash-consistent snapshot and the reply says so. */
 	struct json_object *fa = json_object_new_object();
 	json_object_object_add(fa, "timeout_ms", json_object_new_int(FREEZE_TIMEOUT_MS));
+	uint64_t tr = 0;
+	fl_trace("snapshot", &tr);
 	bool frozen_fs = ea_call(e, sb, "fsfreeze", fa, FREEZE_TIMEOUT_MS, NULL, NULL) >= 0;
+	fl_trace("fsfreeze", &tr);
 	char layer[IMG_ID_SIZE], ram[800] = "";
 	if (memory) {
 		/* Name the state after the layer that the switch will freeze. */
 		state_path(e, sb->active, ram, sizeof(ram));
 	}
 	r = switch_layer(e, sb, layer, memory ? ram : NULL, err);
+	fl_trace("switch", &tr);
 	if (frozen_fs)
 		ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
+	fl_trace("fsthaw", &tr);
 	if (r < 0) {
 		sb->pending[0] = 0;
 		if (sb->pending_layer[0]) { /* created but never used */

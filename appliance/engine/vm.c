@@ -108,7 +108,7 @@ static int build_argv(const FlVmSpec *s, const FlVm *vm, Argv *a)
 	r |= arg(a, "-append"), r |= arg(a, "%s", s->cmdline);
 	r |= arg(a, "-chardev"), r |= arg(a, "file,id=con0,path=%s", vm->console_path);
 	r |= arg(a, "-serial"), r |= arg(a, "chardev:con0");
-	r |= arg(a, "-blockdev"), r |= arg(a, "driver=qcow2,node-name=disk0,file.driver=file,file.filename=%s,file.aio=threads", s->disk);
+	r |= arg(a, "-blockdev"), r |= arg(a, "driver=qcow2,node-name=disk0,cache.no-flush=on,file.driver=file,file.filename=%s,file.aio=threads", s->disk);
 	r |= arg(a, "-device"), r |= arg(a, "virtio-blk-pci,drive=disk0,id=vda");
 	r |= arg(a, "-device"), r |= arg(a, "virtio-serial-pci,id=vser0");
 	r |= arg(a, "-chardev"), r |= arg(a, "socket,id=agent0,fd=%d,server=on,wait=off", FD_AGENT);
