@@ -48,7 +48,7 @@ static const char *ftype(mode_t m)
 static struct json_object *stat_json(const struct stat *st)
 {
 	struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "type", json_object_new_string(ftype(st->st_mode)));
+	json_object_object_add(o, "kind", json_object_new_string(ftype(st->st_mode)));
 	json_object_object_add(o, "mode", json_object_new_int((int)(st->st_mode & 07777)));
 	json_object_object_add(o, "size", json_object_new_int64((int64_t)st->st_size));
 	json_object_object_add(o, "uid", json_object_new_int64(st->st_uid));
