@@ -41,11 +41,10 @@
 #include "agent.h"
 #include "cleanup.h"
 
+/* Only the release version, no git revision: images are cached by a hash
+ * that includes this binary, and unrelated commits must not rebuild them. */
 #ifndef FL_VERSION
 #define FL_VERSION "0.0.0"
-#endif
-#ifndef FL_GIT_REV
-#define FL_GIT_REV "unknown"
 #endif
 
 #define PORT_NAME "org.fluid.agent.0"
@@ -368,7 +367,6 @@ static struct json_object *hello_reply(Agent *ag)
 	json_object_object_add(o, "nonce", json_object_new_string(hex));
 	json_object_object_add(o, "protocol", json_object_new_int(AGENT_PROTOCOL));
 	json_object_object_add(o, "version", json_object_new_string(FL_VERSION));
-	json_object_object_add(o, "git", json_object_new_string(FL_GIT_REV));
 	json_object_object_add(o, "window", json_object_new_int64(AGENT_DEFAULT_WINDOW));
 	json_object_object_add(o, "max_payload", json_object_new_int64(AGENT_DEFAULT_MAX_PAYLOAD));
 	json_object_object_add(o, "max_header", json_object_new_int64(AG_MAX_HEADER));
@@ -431,8 +429,7 @@ static void handle_req(Agent *ag, uint64_t id, struct json_object *hdr)
 	} else if (!strcmp(op, "version")) {
 		struct json_object *o = json_object_new_object();
 		json_object_object_add(o, "version", json_object_new_string(FL_VERSION));
-		json_object_object_add(o, "git", json_object_new_string(FL_GIT_REV));
-		json_object_object_add(o, "protocol", json_object_new_int(AGENT_PROTOCOL));
+			json_object_object_add(o, "protocol", json_object_new_int(AGENT_PROTOCOL));
 		ag_reply(ag, id, o);
 	} else if (!strcmp(op, "capabilities")) {
 		struct json_object *o = json_object_new_object();
@@ -846,7 +843,7 @@ int main(int argc, char **argv)
 		case 's': ag->mode = MODE_SOCKET; ag->path = optarg; break;
 		case 'i': ag->mode = MODE_STDIO; break;
 		case 'v': ag->verbose = g_verbose = true; break;
-		case 'V': printf("fluid-agent %s (%s) protocol %d\n", FL_VERSION, FL_GIT_REV, AGENT_PROTOCOL); return 0;
+		case 'V': printf("fluid-agent %s protocol %d\n", FL_VERSION, AGENT_PROTOCOL); return 0;
 		case 'h': usage(); return 0;
 		default: usage(); return 2;
 		}
