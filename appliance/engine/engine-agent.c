@@ -12,6 +12,8 @@
  * fails every call in flight; the next ea_connect() makes a new one.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <poll.h>
 #include <semaphore.h>
 #include <stdlib.h>
@@ -360,4 +362,358 @@ int ea_exec(FlEngine *e, Sandbox *sb, const FlExecSpec *spec, fl_output_fn out, 
 	}
 	*ret = call.result;
 	return 0;
+}
+
+/* ---- streams ---------------------------------------------------------- */
+
+#define STREAM_CHUNK 65536
+
+struct FlStream {
+	FlEngine *e;
+	Sandbox *sb;
+	FlStreamSpec spec;
+	AgentExecSpec exec;
+	int in_rd, in_wr, out_rd, out_wr;
+	/* loop thread only */
+	AgentOp *op;
+	FlWatch *in_watch, *out_watch;
+	char inbuf[STREAM_CHUNK];
+	size_t in_len, in_off;
+	bool in_done, op_done, completed;
+	char *outq;
+	size_t out_len, out_cap;
+	/* results, valid after `done` */
+	sem_t done;
+	int r;
+	FlError err;
+	struct json_object *res;
+};
+
+static void stream_complete(FlStream *st)
+{
+	if (st->completed)
+		return;
+	st->completed = true;
+	FlLoop *l = st->e->loop;
+	fl_loop_unwatch(l, st->in_watch);
+	fl_loop_unwatch(l, st->out_watch);
+	st->in_watch = st->out_watch = NULL;
+	close(st->out_wr); /* EOF for the reader */
+	st->out_wr = -1;
+	close(st->in_rd);
+	st->in_rd = -1;
+	sem_post(&st->done);
+}
+
+/* Writes queued output to the pipe; pauses the op while the reader lags. */
+static void stream_flush(FlStream *st)
+{
+	while (st->out_len > 0) {
+		ssize_t n = write(st->out_wr, st->outq, st->out_len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) { /* the reader went away: nothing more to deliver */
+			st->out_len = 0;
+			if (st->op)
+				agent_op_cancel(st->op);
+			break;
+		}
+		memmove(st->outq, st->outq + n, st->out_len - (size_t)n);
+		st->out_len -= (size_t)n;
+	}
+	bool backlog = st->out_len > 0;
+	if (st->op)
+		agent_op_pause(st->op, backlog);
+	if (st->out_watch)
+		fl_loop_watch_set(st->e->loop, st->out_watch, backlog ? EPOLLOUT : 0);
+	if (!backlog && st->op_done)
+		stream_complete(st);
+	else if (st->sb->conn)
+		conn_update(st->sb->conn);
+}
+
+static void stream_on_out(FlLoop *l, int fd, uint32_t revents, void *ud)
+{
+	stream_flush(ud);
+}
+
+static void stream_on_data(AgentOp *op, int fd, const void *buf, size_t len, void *ud)
+{
+	FlStream *st = ud;
+	if (len == 0)
+		return;
+	size_t need = st->out_len + 5 + len;
+	if (need > st->out_cap) {
+		size_t cap = st->out_cap ? st->out_cap : STREAM_CHUNK;
+		while (cap < need)
+			cap *= 2;
+		char *q = realloc(st->outq, cap);
+		if (!q) {
+			agent_op_cancel(op);
+			return;
+		}
+		st->outq = q;
+		st->out_cap = cap;
+	}
+	uint32_t l32 = (uint32_t)len;
+	st->outq[st->out_len] = (char)fd;
+	for (int i = 0; i < 4; i++)
+		st->outq[st->out_len + 1 + i] = (char)(l32 >> (8 * i));
+	memcpy(st->outq + st->out_len + 5, buf, len);
+	st->out_len += 5 + len;
+	stream_flush(st);
+}
+
+static void stream_pump_input(FlStream *st)
+{
+	while (st->op && !st->in_done) {
+		if (st->in_off == st->in_len) {
+			ssize_t n = read(st->in_rd, st->inbuf, sizeof(st->inbuf));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && errno == EAGAIN)
+				break;
+			if (n <= 0) {
+				st->in_done = true;
+				agent_op_close_input(st->op);
+				break;
+			}
+			st->in_len = (size_t)n;
+			st->in_off = 0;
+		}
+		ssize_t k = agent_op_write(st->op, st->inbuf + st->in_off, st->in_len - st->in_off);
+		if (k < 0) { /* the op no longer takes input */
+			st->in_done = true;
+			break;
+		}
+		st->in_off += (size_t)k;
+		if (st->in_off < st->in_len)
+			break; /* wait for on_writable */
+	}
+	if (st->in_watch)
+		fl_loop_watch_set(st->e->loop, st->in_watch,
+				  !st->in_done && st->in_off == st->in_len ? EPOLLIN : 0);
+	if (st->in_done && st->in_watch) {
+		fl_loop_unwatch(st->e->loop, st->in_watch);
+		st->in_watch = NULL;
+	}
+	if (st->sb->conn)
+		conn_update(st->sb->conn);
+}
+
+static void stream_on_in(FlLoop *l, int fd, uint32_t revents, void *ud)
+{
+	stream_pump_input(ud);
+}
+
+static void stream_on_writable(AgentOp *op, void *ud)
+{
+	stream_pump_input(ud);
+}
+
+static void stream_on_done(AgentOp *op, int r, struct json_object *res, const FlError *err, void *ud)
+{
+	FlStream *st = ud;
+	st->r = r;
+	if (r == 0 && res)
+		st->res = json_object_get(res);
+	if (r < 0) {
+		if (err && err->msg[0])
+			st->err = *err;
+		else
+			fl_error_set(&st->err, r, "guest agent: %s", strerror(-r));
+	}
+	st->op = NULL;
+	st->op_done = true;
+	if (st->in_watch) {
+		fl_loop_unwatch(st->e->loop, st->in_watch);
+		st->in_watch = NULL;
+	}
+	if (st->out_len == 0)
+		stream_complete(st);
+}
+
+static void stream_start(FlLoop *l, void *ud)
+{
+	FlStream *st = ud;
+	AgentConn *ac = st->sb->conn;
+	FlError err = {0};
+	int r = -ENOTCONN;
+	if (!ac || !ac->ready) {
+		fl_error_set(&err, r, "sandbox agent is not connected");
+		goto fail;
+	}
+	AgentOpHandlers h = {.on_data = stream_on_data, .on_writable = stream_on_writable,
+			     .on_done = stream_on_done};
+	r = fl_loop_watch(l, st->out_wr, 0, stream_on_out, st, &st->out_watch);
+	if (r >= 0 && st->spec.input)
+		r = fl_loop_watch(l, st->in_rd, EPOLLIN, stream_on_in, st, &st->in_watch);
+	if (r < 0) {
+		fl_error_set(&err, r, "watch stream: %s", strerror(-r));
+		goto fail;
+	}
+	if (st->spec.exec)
+		r = agent_exec_start(ac->c, &st->exec, st->spec.timeout_ms, &h, st, &st->op, &err);
+	else
+		r = agent_op_start(ac->c, st->spec.op, TAKE_PTR(st->spec.args), st->spec.timeout_ms, &h, st,
+				   &st->op, &err);
+	if (r < 0)
+		goto fail;
+	if (!st->spec.input) {
+		st->in_done = true;
+		if (st->spec.exec && st->exec.stdin_stream)
+			agent_op_close_input(st->op);
+	}
+	conn_update(ac);
+	return;
+fail:
+	st->r = r;
+	st->err = err;
+	st->op_done = true;
+	stream_complete(st);
+}
+
+static void stream_ctl_cancel(FlLoop *l, void *ud)
+{
+	FlStream *st = ud;
+	if (st->op)
+		agent_op_cancel(st->op);
+	if (st->sb->conn)
+		conn_update(st->sb->conn);
+}
+
+int ea_stream_open(FlEngine *e, Sandbox *sb, const FlStreamSpec *spec, FlStream **ret, FlError *err)
+{
+	FlStream *st = calloc(1, sizeof(*st));
+	if (!st) {
+		json_object_put(spec->args);
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	}
+	st->e = e;
+	st->sb = sb;
+	st->spec = *spec;
+	if (spec->exec) {
+		const FlExecSpec *x = spec->exec;
+		st->exec = (AgentExecSpec){
+			.argv = x->argv, .shell = x->shell, .env = x->env, .cwd = x->cwd, .user = x->user,
+			.stdin_stream = spec->input, .timeout_ms = x->timeout_ms,
+			.pty = !strcmp(spec->op, "pty"), .rows = spec->rows, .cols = spec->cols,
+		};
+	}
+	int in[2], out[2];
+	if (pipe2(in, O_CLOEXEC) < 0) {
+		free(st);
+		json_object_put(spec->args);
+		return fl_error_set(err, -errno, "pipe: %m");
+	}
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		close(in[0]);
+		close(in[1]);
+		free(st);
+		json_object_put(spec->args);
+		return fl_error_set(err, -errno, "pipe: %m");
+	}
+	/* the loop's ends never block it */
+	fcntl(in[0], F_SETFL, O_NONBLOCK);
+	fcntl(out[1], F_SETFL, O_NONBLOCK);
+	st->in_rd = in[0];
+	st->in_wr = in[1];
+	st->out_rd = out[0];
+	st->out_wr = out[1];
+	if (!spec->input) {
+		close(st->in_wr);
+		st->in_wr = -1;
+	}
+	sem_init(&st->done, 0, 0);
+	int r = fl_loop_post(e->loop, stream_start, st);
+	if (r < 0) {
+		json_object_put(st->spec.args);
+		close(st->in_rd);
+		if (st->in_wr >= 0)
+			close(st->in_wr);
+		close(st->out_rd);
+		close(st->out_wr);
+		sem_destroy(&st->done);
+		free(st);
+		return fl_error_set(err, r, "engine is shutting down");
+	}
+	*ret = st;
+	return 0;
+}
+
+int fl_stream_in_fd(const FlStream *s)
+{
+	return s->in_wr;
+}
+
+int fl_stream_out_fd(const FlStream *s)
+{
+	return s->out_rd;
+}
+
+void fl_stream_close_input(FlStream *s)
+{
+	if (s->in_wr >= 0)
+		close(s->in_wr);
+	s->in_wr = -1;
+}
+
+void fl_stream_cancel(FlStream *s)
+{
+	fl_loop_post(s->e->loop, stream_ctl_cancel, s);
+}
+
+typedef struct Resize {
+	FlStream *st;
+	unsigned rows, cols;
+	sem_t done;
+	int r;
+} Resize;
+
+static void stream_ctl_resize(FlLoop *l, void *ud)
+{
+	Resize *rz = ud;
+	rz->r = rz->st->op ? agent_pty_resize(rz->st->op, rz->rows, rz->cols) : -ESRCH;
+	if (rz->st->sb->conn)
+		conn_update(rz->st->sb->conn);
+	sem_post(&rz->done);
+}
+
+int fl_stream_resize(FlStream *s, unsigned rows, unsigned cols)
+{
+	Resize rz = {.st = s, .rows = rows, .cols = cols};
+	sem_init(&rz.done, 0, 0);
+	int r = fl_loop_post(s->e->loop, stream_ctl_resize, &rz);
+	if (r >= 0) {
+		while (sem_wait(&rz.done) < 0 && errno == EINTR)
+			;
+		r = rz.r;
+	}
+	sem_destroy(&rz.done);
+	return r;
+}
+
+int ea_stream_finish(FlStream *st, FlEngine **ret_e, Sandbox **ret_sb, struct json_object **ret,
+		     FlError *err)
+{
+	*ret_e = st->e;
+	*ret_sb = st->sb;
+	fl_stream_close_input(st);
+	/* Closing our read end makes further output fail with EPIPE, which
+	 * cancels an op whose reader stopped reading before the end. */
+	close(st->out_rd);
+	while (sem_wait(&st->done) < 0 && errno == EINTR)
+		;
+	sem_destroy(&st->done);
+	int r = st->r;
+	if (r < 0 && err)
+		*err = st->err;
+	if (r >= 0 && ret)
+		*ret = TAKE_PTR(st->res);
+	json_object_put(st->res);
+	free(st->outq);
+	free(st);
+	return r;
 }

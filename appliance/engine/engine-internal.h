@@ -141,6 +141,11 @@ int ea_call(FlEngine *e, Sandbox *sb, const char *op, struct json_object *args,
 int ea_exec(FlEngine *e, Sandbox *sb, const FlExecSpec *spec, fl_output_fn out, void *ud,
 	    FlExecResult *ret, FlError *err);
 
+int ea_stream_open(FlEngine *e, Sandbox *sb, const FlStreamSpec *spec, FlStream **ret, FlError *err);
+/* Ends the stream; *ret_e and *ret_sb say whose it was. */
+int ea_stream_finish(FlStream *st, FlEngine **ret_e, Sandbox **ret_sb, struct json_object **ret,
+		     FlError *err);
+
 /* engine-template.c */
 typedef struct Template {
 	char dir[600];

@@ -913,6 +913,75 @@ int fl_engine_exec(FlEngine *e, const char *id, const FlExecSpec *spec, fl_outpu
 	return r;
 }
 
+int fl_engine_agent_call(FlEngine *e, const char *id, const char *op, struct json_object *args,
+			 unsigned timeout_ms, struct json_object **ret, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0) {
+		json_object_put(args);
+		return r;
+	}
+	r = need_running(e, sb, err);
+	pthread_mutex_unlock(&sb->op_lock);
+	if (r >= 0)
+		r = ea_call(e, sb, op, args, timeout_ms, ret, err);
+	else
+		json_object_put(args);
+	pthread_mutex_lock(&sb->op_lock);
+	sb_release(e, sb);
+	return r;
+}
+
+/* A stream holds a reference on its sandbox (not its op lock) until
+ * fl_stream_finish(), so a destroy waits for nothing but ends the stream. */
+int fl_engine_stream_open(FlEngine *e, const char *id, const FlStreamSpec *spec, FlStream **ret,
+			  FlError *err)
+{
+	bool known = spec->op && (!strcmp(spec->op, "exec") || !strcmp(spec->op, "pty") ||
+				  !strcmp(spec->op, "file_read") || !strcmp(spec->op, "file_write"));
+	if (!known || (!strcmp(spec->op, "exec") || !strcmp(spec->op, "pty")) != !!spec->exec) {
+		json_object_put(spec->args);
+		return fl_error_set(err, -EINVAL, "unsupported stream op");
+	}
+	Sandbox *sb;
+	int r = sb_acquire(e, id, &sb, err);
+	if (r < 0) {
+		json_object_put(spec->args);
+		return r;
+	}
+	r = need_running(e, sb, err);
+	if (r < 0) {
+		json_object_put(spec->args);
+		sb_release(e, sb);
+		return r;
+	}
+	pthread_mutex_lock(&e->lock);
+	sb->refs++;
+	pthread_mutex_unlock(&e->lock);
+	r = ea_stream_open(e, sb, spec, ret, err);
+	if (r < 0) {
+		pthread_mutex_lock(&e->lock);
+		sb->refs--;
+		pthread_mutex_unlock(&e->lock);
+	}
+	sb_release(e, sb);
+	return r;
+}
+
+int fl_stream_finish(FlStream *s, struct json_object **ret, FlError *err)
+{
+	FlEngine *e = NULL;
+	Sandbox *sb = NULL;
+	int r = ea_stream_finish(s, &e, &sb, ret, err);
+	pthread_mutex_lock(&e->lock);
+	bool last = --sb->refs == 0 && sb->state == SB_DESTROYED;
+	pthread_mutex_unlock(&e->lock);
+	if (last)
+		sb_free(sb);
+	return r;
+}
+
 /* ---- snapshots ------------------------------------------------------------ */
 
 /*

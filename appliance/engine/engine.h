@@ -97,6 +97,51 @@ typedef void (*fl_output_fn)(int stream, const void *buf, size_t len, void *user
 int fl_engine_exec(FlEngine *e, const char *id, const FlExecSpec *spec, fl_output_fn out,
 		   void *userdata, FlExecResult *ret, FlError *err);
 
+/*
+ * Simple agent requests on a running sandbox ("stat", "list", "mkdir",
+ * "remove", "rename", "bg_list", "bg_kill", "bg_wait", ... see
+ * docs/agent-protocol.md). args is taken over; *ret gets the reply.
+ */
+int fl_engine_agent_call(FlEngine *e, const char *id, const char *op, struct json_object *args,
+			 unsigned timeout_ms, struct json_object **ret, FlError *err);
+
+/*
+ * Streams: an agent operation with live input and output, for file
+ * transfers of any size, exec with streamed output, and terminals.
+ *
+ * The caller writes the op's input (file contents, stdin, keystrokes) into
+ * fl_stream_in_fd() and closes it for EOF (fl_stream_close_input), and reads
+ * the op's output from fl_stream_out_fd() as records: one byte stream
+ * number (1 stdout / file data, 2 stderr), a 4-byte little-endian length,
+ * the bytes. The out fd reaches EOF when the op is done; fl_stream_finish()
+ * then gives its final reply. A slow reader slows the guest down (bounded
+ * buffers all the way), it never makes fluid buffer without limit.
+ * Both fds are blocking pipes owned by the stream.
+ */
+typedef struct FlStream FlStream;
+
+typedef struct FlStreamSpec {
+	const char *op;            /* "file_read", "file_write", "exec", "pty" */
+	struct json_object *args;  /* taken over; for "exec"/"pty": see below */
+	const FlExecSpec *exec;    /* for "exec" and "pty" instead of args */
+	bool input;                /* the op takes input from in_fd */
+	unsigned rows, cols;       /* "pty" size */
+	unsigned timeout_ms;       /* host-side; 0 = none */
+} FlStreamSpec;
+
+int fl_engine_stream_open(FlEngine *e, const char *id, const FlStreamSpec *spec, FlStream **ret,
+			  FlError *err);
+int fl_stream_in_fd(const FlStream *s);
+int fl_stream_out_fd(const FlStream *s);
+void fl_stream_close_input(FlStream *s);
+/* Asks the agent to stop the op (kills an exec's process group). */
+void fl_stream_cancel(FlStream *s);
+/* Resizes a "pty" stream's terminal. */
+int fl_stream_resize(FlStream *s, unsigned rows, unsigned cols);
+/* Waits for the end of the op, frees the stream. *ret (may be NULL) gets
+ * the final reply; r < 0 when the op failed. */
+int fl_stream_finish(FlStream *s, struct json_object **ret, FlError *err);
+
 /* Snapshot (memory=false: disk only, consistent through fsfreeze) or
  * checkpoint (memory=true: disk + RAM). Names: [A-Za-z0-9._-]{1,64}. */
 int fl_engine_snapshot(FlEngine *e, const char *id, const char *name, bool memory,

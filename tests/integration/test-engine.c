@@ -532,6 +532,120 @@ static void test_ttl(void **state)
 	free(id);
 }
 
+/* Reads a stream's records until EOF; stdout/data into *buf (grown). */
+static size_t drain(FlStream *st, char **buf, size_t *err_bytes)
+{
+	size_t len = 0, cap = 0;
+	*buf = NULL;
+	FILE *f = fdopen(dup(fl_stream_out_fd(st)), "r");
+	unsigned char hdr[5];
+	while (fread(hdr, 1, 5, f) == 5) {
+		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
+		char *chunk = malloc(n);
+		assert_int_equal(fread(chunk, 1, n, f), n);
+		if (hdr[0] == 1) {
+			if (len + n > cap) {
+				cap = (len + n) * 2;
+				*buf = realloc(*buf, cap);
+			}
+			memcpy(*buf + len, chunk, n);
+			len += n;
+		} else if (err_bytes) {
+			*err_bytes += n;
+		}
+		free(chunk);
+	}
+	fclose(f);
+	return len;
+}
+
+static void *feed(void *arg)
+{
+	FlStream *st = arg;
+	unsigned char block[65536];
+	for (int i = 0; i < 80; i++) { /* 5 MiB */
+		for (size_t j = 0; j < sizeof(block); j++)
+			block[j] = (unsigned char)(i * 31 + j * 7);
+		size_t off = 0;
+		while (off < sizeof(block)) {
+			ssize_t n = write(fl_stream_in_fd(st), block + off, sizeof(block) - off);
+			if (n <= 0)
+				return NULL;
+			off += (size_t)n;
+		}
+	}
+	fl_stream_close_input(st);
+	return NULL;
+}
+
+/* Streams: a 5 MiB file both ways, exec output split by stream, a pty. */
+static void test_streams(void **state)
+{
+	char *id = clone_tiny();
+	FlError err = {0};
+	FlStream *st;
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "path", json_object_new_string("/root/big"));
+	json_object_object_add(a, "mode", json_object_new_int(0600));
+	FlStreamSpec ws = {.op = "file_write", .args = a, .input = true, .timeout_ms = 120000};
+	assert_int_equal(fl_engine_stream_open(E, id, &ws, &st, &err), 0);
+	pthread_t t;
+	pthread_create(&t, NULL, feed, st);
+	char *buf;
+	drain(st, &buf, NULL);
+	free(buf);
+	pthread_join(t, NULL);
+	assert_int_equal(fl_stream_finish(st, NULL, &err), 0);
+
+	char *out;
+	assert_int_equal(sh(id, "stat -c '%s %a' /root/big", &out), 0);
+	assert_string_equal(out, "5242880 600\n");
+
+	a = json_object_new_object();
+	json_object_object_add(a, "path", json_object_new_string("/root/big"));
+	FlStreamSpec rs = {.op = "file_read", .args = a, .timeout_ms = 120000};
+	assert_int_equal(fl_engine_stream_open(E, id, &rs, &st, &err), 0);
+	size_t len = drain(st, &buf, NULL);
+	assert_int_equal(fl_stream_finish(st, NULL, &err), 0);
+	assert_int_equal(len, 5242880);
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)buf[i] != (unsigned char)((i / 65536) * 31 + (i % 65536) * 7))
+			fail_msg("byte %zu differs", i);
+	free(buf);
+
+	/* exec: stdout and stderr arrive separately, exit code in the reply */
+	FlExecSpec x = {.shell = "seq 1 20000; echo oops >&2; exit 7", .timeout_ms = 60000};
+	FlStreamSpec es = {.op = "exec", .exec = &x};
+	assert_int_equal(fl_engine_stream_open(E, id, &es, &st, &err), 0);
+	size_t errb = 0;
+	len = drain(st, &buf, &errb);
+	struct json_object *res = NULL;
+	assert_int_equal(fl_stream_finish(st, &res, &err), 0);
+	struct json_object *ec;
+	assert_true(json_object_object_get_ex(res, "exit_code", &ec));
+	assert_int_equal(json_object_get_int(ec), 7);
+	json_object_put(res);
+	assert_int_equal(errb, 5);
+	assert_int_equal(len, 108894); /* bytes of `seq 1 20000` */
+	free(buf);
+
+	/* pty: keystrokes in, screen out */
+	FlExecSpec px = {.shell = "/bin/sh", .timeout_ms = 60000};
+	FlStreamSpec ps = {.op = "pty", .exec = &px, .input = true, .rows = 30, .cols = 100};
+	assert_int_equal(fl_engine_stream_open(E, id, &ps, &st, &err), 0);
+	assert_int_equal(fl_stream_resize(st, 40, 120), 0);
+	const char *keys = "stty size; echo pty-$((6*7)); exit\n";
+	assert_int_equal(write(fl_stream_in_fd(st), keys, strlen(keys)), (ssize_t)strlen(keys));
+	len = drain(st, &buf, NULL);
+	assert_int_equal(fl_stream_finish(st, NULL, &err), 0);
+	buf = realloc(buf, len + 1);
+	buf[len] = 0;
+	assert_non_null(strstr(buf, "pty-42"));
+	assert_non_null(strstr(buf, "40 120"));
+	free(buf);
+	destroy(id);
+}
+
 static int warm_clones(void)
 {
 	struct json_object *st = fl_engine_status(E), *v;
@@ -597,6 +711,7 @@ int main(void)
 		cmocka_unit_test(test_bad_images),
 		cmocka_unit_test(test_egress),
 		cmocka_unit_test(test_ttl),
+		cmocka_unit_test(test_streams),
 		cmocka_unit_test(test_pool),
 		cmocka_unit_test(test_crash_create),
 		cmocka_unit_test(test_crash_snapshot),
