@@ -65,7 +65,9 @@ rootfs_key() {
 }
 
 recipe_inputs() {
-	echo "rootfs $(rootfs_key)" || return 1
+	local k
+	k=$(rootfs_key) || return 1
+	echo "rootfs $k"
 	echo "cmdline $DEB_CMDLINE"
 }
 

@@ -50,7 +50,10 @@ PY
 	check "$name: qemu-img check" qemu-img check -q "$d/disk.qcow2"
 	check "$name: disk is qcow2 without a backing file" bash -c \
 		'qemu-img info --output=json "$1" | python3 -c "import json,sys; j=json.load(sys.stdin); assert j[\"format\"]==\"qcow2\" and \"backing-filename\" not in j"' _ "$d/disk.qcow2"
-	check "$name: agent inside the disk matches build/fluid-agent" bash -c '
+	check "$name: image.json agent_sha256 is build/fluid-agent's" bash -c \
+		'[ "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"agent_sha256\"])" "$1/image.json")" = "$(sha256sum <"$2" | cut -d" " -f1)" ]' \
+		_ "$d" "${FLUID_AGENT:-$ROOT/build/fluid-agent}"
+	check "$name: agent inside the disk matches image.json agent_sha256" bash -c '
 		t=$(mktemp); trap "rm -f $t $t.raw" EXIT
 		qemu-img convert -O raw "$1/disk.qcow2" "$t.raw" &&
 		debugfs -R "dump /usr/sbin/fluid-agent $t" "$t.raw" >/dev/null 2>&1 &&
