@@ -41,7 +41,7 @@ $(B)/asan/%.o: %.c
 
 $(B)/fuzz/%.o: %.c
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CPPFLAGS) -std=gnu17 -g -O1 $(WARN) $(PKG_CFLAGS) $(FUZZ) -c $< -o $@
+	$(FUZZ_CC) $(CPPFLAGS) -std=gnu17 -g -O1 $(WARN) -Wno-unknown-warning-option $(PKG_CFLAGS) $(FUZZ) -c $< -o $@
 
 include $(sort $(wildcard */module.mk */*/module.mk))
 

@@ -188,7 +188,7 @@ static int new_active(FlEngine *e, Sandbox *sb, const char *parent, FlError *err
 	char holder[IMG_HOLDER_MAX];
 	holder_active(sb, holder);
 	pthread_mutex_lock(&e->reg_lock);
-	int r = img_registry_new_overlay(e->reg, parent, holder, 0, sb->active, err);
+	int r = img_registry_new_overlay_flags(e->reg, parent, holder, 0, IMG_CREATE_NO_SYNC, sb->active, err);
 	pthread_mutex_unlock(&e->reg_lock);
 	return r < 0 ? fl_error_prefix(err, "new disk layer") : 0;
 }
@@ -1009,7 +1009,7 @@ static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], cons
 	pthread_mutex_lock(&e->reg_lock);
 	r = img_registry_freeze(e->reg, old, 0, err);
 	if (r >= 0)
-		r = img_registry_new_overlay(e->reg, old, holder, 0, sb->pending_layer, err);
+		r = img_registry_new_overlay_flags(e->reg, old, holder, 0, IMG_CREATE_NO_SYNC, sb->pending_layer, err);
 	if (r >= 0)
 		r = img_registry_layer_path(e->reg, sb->pending_layer, path, sizeof(path), err);
 	pthread_mutex_unlock(&e->reg_lock);
