@@ -40,7 +40,10 @@ $(AGENT_UNIT:%=$(B)/tests/unit/%): $(B)/tests/unit/test-agent-%: \
 	$(CC) $(SAN) -o $@ $^ $(AGENT_LIBS) $(AGENT_CMOCKA)
 UNIT_TESTS += $(AGENT_UNIT:%=$(B)/tests/unit/%)
 
-# Fuzzer for the host-side parser and client state machine.
+# Fuzzer for the host-side parser and client state machine. clang does not
+# know every gcc warning option in WARN.
+$(B)/fuzz/tests/fuzz/fuzz-agent-client.o $(AGENTC_SRCS:%.c=$(B)/fuzz/%.o): \
+	WARN += -Wno-unknown-warning-option
 $(B)/tests/fuzz/fuzz-agent-client: $(B)/fuzz/tests/fuzz/fuzz-agent-client.o \
 		$(AGENTC_SRCS:%.c=$(B)/fuzz/%.o)
 	@mkdir -p $(@D)
