@@ -59,3 +59,10 @@ INTEG_TESTS += $(if $(wildcard tests/integration/test-agent-vm.c),$(B)/tests/int
 
 .PHONY: agent
 agent: $(B)/fluid-agent $(B)/libagentc.a
+
+# Benchmarks (bench/benchmarks: agent_rtt, image_boot); they boot images.
+AGENT_BENCH_DEPS := $(B)/obj/bench/benchlib.o $(TESTLIB_SRCS:%.c=$(B)/obj/%.o) $(B)/libagentc.a
+$(B)/bench/agent_rtt $(B)/bench/image_boot: $(B)/bench/%: $(B)/obj/bench/%.o $(AGENT_BENCH_DEPS)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(AGENT_LIBS) -lm
+BENCHES += $(B)/bench/agent_rtt $(B)/bench/image_boot
