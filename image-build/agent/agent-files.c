@@ -133,8 +133,10 @@ static void file_read_start(Agent *ag, uint64_t id, struct json_object *req)
 		return;
 	}
 	struct stat st;
-	if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
-		int r = S_ISDIR(st.st_mode) ? -EISDIR : -errno;
+	/* FIFOs and sockets could block the agent's loop: regular files and
+	 * devices only. */
+	if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) {
+		int r = S_ISDIR(st.st_mode) ? -EISDIR : S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ? -EINVAL : -errno;
 		close(fd);
 		ag_reply_err(ag, id, r, "file_read %s", path);
 		return;
@@ -268,7 +270,8 @@ static void file_write_start(Agent *ag, uint64_t id, struct json_object *req)
 		if (op->mode < 0)
 			op->mode = 0644;
 	} else {
-		int fl = O_WRONLY | O_CLOEXEC | O_NOCTTY | O_CREAT;
+		/* O_NONBLOCK: opening a FIFO without a reader must not hang us */
+		int fl = O_WRONLY | O_CLOEXEC | O_NOCTTY | O_CREAT | O_NONBLOCK;
 		fl |= agent_json_get_bool(req, "append") ? O_APPEND : O_TRUNC;
 		op->in_fd = open(path, fl, op->mode >= 0 ? op->mode : 0644);
 		if (op->in_fd < 0) {
@@ -276,6 +279,7 @@ static void file_write_start(Agent *ag, uint64_t id, struct json_object *req)
 			ag_op_finish(op);
 			return;
 		}
+		fcntl(op->in_fd, F_SETFL, fcntl(op->in_fd, F_GETFL) & ~O_NONBLOCK);
 	}
 	ag_event(ag, id, "ready", NULL);
 }

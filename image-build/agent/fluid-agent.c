@@ -938,7 +938,9 @@ int main(int argc, char **argv)
 			w[n++] = (struct watch){T_LISTEN, 0, 0};
 		}
 		if (ag->rfd >= 0) {
-			short ev = POLLIN;
+			/* A host that sends but does not read gets no more reads
+			 * from us (and we do not spin on its readable fd). */
+			short ev = ag->outq.len > AG_OUTQ_SOFT * 4 ? 0 : POLLIN;
 			if (ag->outq.len && ag->wfd == ag->rfd)
 				ev |= POLLOUT;
 			pfd[n] = (struct pollfd){.fd = ag->rfd, .events = ev};
