@@ -126,7 +126,9 @@ int agent_op_start(AgentClient *c, const char *op, struct json_object *args, uns
 		   const AgentOpHandlers *h, void *userdata, AgentOp **ret, FlError *err);
 /* Writes to the op's input stream (stdin, file contents). Takes as many bytes
  * as the agent's credit and our queue allow: returns that count (0: wait for
- * on_writable), or -EPIPE once the op is done or its input closed. */
+ * on_writable), -EPIPE once the input is closed or the connection is gone,
+ * -EBADF for ops without input (exec without stdin_stream). Not to be
+ * called after the op's on_done. */
 ssize_t agent_op_write(AgentOp *op, const void *buf, size_t len);
 /* Ends the input stream (EOF to stdin, end of file contents). */
 int agent_op_close_input(AgentOp *op);
@@ -227,7 +229,8 @@ int agent_fsthaw_sync(AgentClient *c, unsigned timeout_ms, unsigned *ret_count, 
 
 typedef struct AgentIdentity {
 	const char *hostname;    /* NULL: unchanged */
-	const char *machine_id;  /* 32 lowercase hex digits; NULL: derived from entropy */
+	const char *machine_id;  /* 32 hex digits; NULL: a fresh random one (made in
+				  * the guest after the RNG reseed) */
 	const void *entropy;     /* bytes for RNDADDENTROPY; NULL: 64 from getrandom() */
 	size_t entropy_len;      /* <= 4096 */
 	bool set_clock;          /* set the guest wall clock from host CLOCK_REALTIME */

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -175,6 +176,23 @@ static long agent_hwm_kb(TestVm *vm)
 	long kb = atol(out);
 	free(out);
 	return kb;
+}
+
+/* utime + stime of the agent in clock ticks, read in the guest. */
+static long agent_cpu_ticks(TestVm *vm)
+{
+	int64_t pid = 0;
+	struct json_object *v;
+	if (json_object_object_get_ex(agent_client_hello(vm->agent), "pid", &v))
+		pid = json_object_get_int64(v);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "cut -d' ' -f14,15 /proc/%lld/stat", (long long)pid);
+	char *out = sh(vm, cmd, NULL);
+	long u = 0, st = 0;
+	if (sscanf(out, "%ld %ld", &u, &st) != 2)
+		u = -1;
+	free(out);
+	return u < 0 ? -1 : u + st;
 }
 
 static void test_stream_20m(void **state)
@@ -444,7 +462,17 @@ static void test_background_survives_reconnect(void **state)
 	json_object_put(res);
 	assert_true(bg > 0);
 
+	/* Disconnected, the agent waits for SIGIO instead of spinning on the
+	 * port's POLLHUP: it uses (almost) no CPU meanwhile. */
+	long t0 = agent_cpu_ticks(vm);
+	agent_client_free(vm->agent);
+	vm->agent = NULL;
+	struct timespec ts = {4, 0};
+	nanosleep(&ts, NULL);
 	assert_int_equal(testvm_reconnect(vm, 60000, &e), 0);
+	long t1 = agent_cpu_ticks(vm);
+	fprintf(stderr, "# %s: agent CPU while disconnected 4 s (+ one exec): %ld ticks\n", vm->image, t1 - t0);
+	assert_true(t0 >= 0 && t1 - t0 < 50);
 	res = NULL;
 	assert_int_equal(agent_call_sync(vm->agent, "bg_list", NULL, 60000, &res, &e), 0);
 	struct json_object *procs = json_object_object_get(res, "processes");
