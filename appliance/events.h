@@ -22,13 +22,15 @@
  * Each published event becomes one immutable JSON text, serialised once:
  *     {"seq": N, "sandbox_id": "...", "type": "...", "at": "RFC3339 UTC",
  *      "data": {...} | null}
- * seq is one process-wide counter, strictly increasing in publish order,
- * so a subscriber sees its events in the order they were published and can
- * tell from a gap that it lost some.
+ * seq is one process-wide counter (shared by all sandboxes, so not
+ * contiguous per sandbox), strictly increasing in publish order: a
+ * subscriber sees its events in the order they were published. Losses are
+ * reported explicitly (fl_events_next() -> -ENOBUFS), not by seq gaps.
  *
  * Subscribers: each has a bounded queue (max_events and max_bytes). When a
  * publish would overflow it, the subscriber is marked overflowed: the event
- * is dropped, fl_events_next() then reports -ENOBUFS once with the number
+ * is dropped, fl_events_next() reports -ENOBUFS once, where the loss happened
+ * (after the events queued before it), with the number
  * of dropped events, and delivery continues with later events. Publishers
  * never wait for a consumer. A subscriber with sandbox_id NULL sees every
  * sandbox (for tests and future global streams).
