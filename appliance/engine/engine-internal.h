@@ -70,6 +70,7 @@ typedef struct Sandbox {
 	Snapshot *snaps;
 	size_t n_snaps;
 	int pid;                       /* QEMU pid while running, 0 otherwise */
+	int ssh_port;                  /* host 127.0.0.1 port forwarded to guest :22 */
 	/* Journal of an interrupted operation (see docs/engine.md). */
 	char pending[16];              /* "", "create", "snapshot", "restore", "destroy" */
 	char pending_arg[FL_NAME_MAX + 1];

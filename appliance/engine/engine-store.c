@@ -178,6 +178,7 @@ struct json_object *sb_to_json(const Sandbox *sb, bool internal)
 	json_object_object_add(o, "created_at", json_object_new_int64(sb->created_at));
 	json_object_object_add(o, "updated_at", json_object_new_int64(sb->updated_at));
 	json_object_object_add(o, "head", sb->head[0] ? json_object_new_string(sb->head) : NULL);
+	json_object_object_add(o, "ssh_port", sb->ssh_port ? json_object_new_int(sb->ssh_port) : NULL);
 	struct json_object *snaps = json_object_new_array();
 	for (size_t i = 0; i < sb->n_snaps; i++)
 		json_object_array_add(snaps, snap_to_json(&sb->snaps[i]));
@@ -240,6 +241,7 @@ int sb_from_json(struct json_object *o, Sandbox *sb, FlError *err)
 	sb->created_at = get_int(o, "created_at");
 	sb->updated_at = get_int(o, "updated_at");
 	sb->pid = (int)get_int(o, "pid");
+	sb->ssh_port = (int)get_int(o, "ssh_port");
 	struct json_object *snaps;
 	if (json_object_object_get_ex(o, "snapshots", &snaps) && json_object_is_type(snaps, json_type_array)) {
 		size_t n = json_object_array_length(snaps);

@@ -21,10 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "cleanup.h"
 #include "engine-internal.h"
 #include "qmp.h"
@@ -247,6 +251,7 @@ static void vm_stop(FlEngine *e, Sandbox *sb)
 {
 	ea_disconnect(e, sb);
 	fl_vm_kill(&sb->vm);
+	fl_cgroup_remove(sb->id);
 	char p[700];
 	const char *files[] = {"qmp.sock", "agent.sock", "qemu.pid"};
 	for (size_t i = 0; i < FL_ARRAY_SIZE(files); i++) {
@@ -269,6 +274,23 @@ static void qemu_error(Sandbox *sb, FlError *err)
 		buf[--n] = 0;
 	char *last = strrchr(buf, '\n');
 	fl_error_set(err, -EIO, "QEMU exited: %s", last ? last + 1 : buf);
+}
+
+/* A free port on the host's loopback for the guest's SSH forward. */
+static int free_port(void)
+{
+	_cleanup_close_ int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		return 0;
+	return ntohs(sa.sin_port);
+}
+
+static void suspend_path(const Sandbox *sb, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/suspend.state", sb->dir);
 }
 
 typedef enum BootKind { BOOT_COLD, BOOT_TEMPLATE, BOOT_STATE } BootKind;
@@ -306,12 +328,21 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		.boot = kind == BOOT_COLD ? FL_BOOT_COLD : FL_BOOT_INCOMING,
 		.incoming_path = statef[0] ? statef : NULL,
 		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = e->cfg.tb_size_mb,
+		.ssh_port = free_port(),
 	};
+	sb->ssh_port = spec.ssh_port;
 	uint64_t t = 0;
 	fl_trace("boot", &t);
 	r = fl_vm_spawn(&spec, &sb->vm, err);
 	if (r < 0)
 		return r;
+	/* QEMU's own overhead (TCG buffer, devices, page tables) on top of RAM */
+	FlCgroupLimits lim = {.memory_mb = sb->memory_mb + 384, .vcpus = sb->vcpus, .pids = 512};
+	r = fl_cgroup_add(sb->id, sb->vm.pid, &lim, err);
+	if (r < 0) {
+		vm_stop(e, sb);
+		return fl_error_prefix(err, "resource limits");
+	}
 	fl_trace("spawn", &t);
 	if (kind != BOOT_COLD) {
 		r = fl_vm_incoming(&sb->vm, err);
@@ -383,6 +414,17 @@ static int refresh_identity(FlEngine *e, Sandbox *sb, FlError *err)
 
 static void destroy_locked(FlEngine *e, Sandbox *sb);
 static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, char *out);
+
+/* A guest resumed from saved RAM believes it is still the moment of the
+ * save: give it the wall clock (monotonic time simply continues). */
+static void set_clock(FlEngine *e, Sandbox *sb)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "time_ns", json_object_new_int64((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+	ea_call(e, sb, "identity", a, 10000, NULL, NULL);
+}
 
 /* ---- create -------------------------------------------------------------- */
 
@@ -821,8 +863,16 @@ int fl_engine_start(FlEngine *e, const char *id, FlError *err)
 	/* A never-started clone still starts from its template; any other
 	 * sandbox's disk has moved on from saved RAM, so it boots cold. */
 	bool clone = sb->state == SB_CREATED && !strcmp(sb->boot, "clone");
+	char susp[700];
+	suspend_path(sb, susp, sizeof(susp));
+	bool resume = !clone && access(susp, R_OK) == 0;
 	sb_set_state(e, sb, SB_STARTING);
-	r = vm_boot(e, sb, clone ? BOOT_TEMPLATE : BOOT_COLD, NULL, err);
+	r = vm_boot(e, sb, clone ? BOOT_TEMPLATE : resume ? BOOT_STATE : BOOT_COLD, susp, err);
+	if (r < 0 && resume) /* a state that no longer loads (e.g. another accelerator) */
+		r = vm_boot(e, sb, BOOT_COLD, NULL, err);
+	else if (r >= 0 && resume)
+		set_clock(e, sb);
+	unlink(susp);
 	if (r >= 0 && clone)
 		r = refresh_identity(e, sb, err);
 	if (r < 0)
@@ -838,8 +888,22 @@ int fl_engine_stop(FlEngine *e, const char *id, FlError *err)
 	int r = sb_acquire(e, id, &sb, err);
 	if (r < 0)
 		return r;
-	if (vm_alive(sb) && sb->conn) /* flush guest caches so the disk is current */
-		ea_call(e, sb, "sync", NULL, 10000, NULL, NULL);
+	/* Stop suspends: RAM and devices go to a state file next to the
+	 * record, the disk stays as it is, and start resumes from both. If the
+	 * save fails the guest's caches are at least flushed to disk and start
+	 * boots cold. */
+	char susp[700];
+	suspend_path(sb, susp, sizeof(susp));
+	if (vm_alive(sb)) {
+		FlError serr = {0};
+		ea_disconnect(e, sb);
+		if (vm_save_state(sb->vm.qmp_path, susp, &serr) < 0) {
+			unlink(susp);
+			qmp_simple(sb->vm.qmp_path, "cont", NULL, NULL, NULL);
+			if (ea_connect(e, sb, 10000, NULL) >= 0)
+				ea_call(e, sb, "sync", NULL, 10000, NULL, NULL);
+		}
+	}
 	vm_stop(e, sb);
 	sb_set_state(e, sb, SB_STOPPED);
 	sb_release(e, sb);
@@ -1196,6 +1260,9 @@ static int restore_locked(FlEngine *e, Sandbox *sb, Snapshot *sn, FlError *err)
 	if (r < 0)
 		return r;
 	vm_stop(e, sb);
+	char susp[700];
+	suspend_path(sb, susp, sizeof(susp));
+	unlink(susp);
 	char holder[IMG_HOLDER_MAX];
 	holder_active(sb, holder);
 	drop_layer(e, sb->active, holder);
@@ -1214,8 +1281,10 @@ static int restore_locked(FlEngine *e, Sandbox *sb, Snapshot *sn, FlError *err)
 	r = vm_boot(e, sb, sn->memory ? BOOT_STATE : BOOT_COLD, statef, err);
 	if (r < 0)
 		goto fail;
-	if (sn->memory)
+	if (sn->memory) {
 		ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
+		set_clock(e, sb);
+	}
 	sb->pending[0] = 0;
 	sb_set_state(e, sb, SB_RUNNING);
 	emit(e, sb, "restored");
@@ -1298,6 +1367,7 @@ struct json_object *fl_engine_status(FlEngine *e)
 	json_object_object_add(o, "sandboxes", c);
 	json_object_object_add(o, "max_sandboxes", json_object_new_int((int)e->cfg.max_sandboxes));
 	json_object_object_add(o, "accelerator", json_object_new_string(e->cfg.accel));
+	json_object_object_add(o, "cgroups", json_object_new_string(fl_cgroup_mode_name()));
 	return o;
 }
 

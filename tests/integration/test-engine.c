@@ -266,6 +266,75 @@ static void test_checkpoint(void **state)
 	destroy(id);
 }
 
+/* Stop suspends and start resumes: RAM-only state survives, the clock is
+ * right again, and the record shows the SSH forward. */
+static void test_stop_start(void **state)
+{
+	char *id = clone_tiny();
+	char *out;
+	FlError err = {0};
+	assert_int_equal(sh(id, "mkdir -p /run/t && echo kept > /run/t/s", NULL), 0);
+	assert_int_equal(fl_engine_stop(E, id, &err), 0);
+	struct json_object *o, *v;
+	assert_int_equal(fl_engine_get(E, id, &o, &err), 0);
+	json_object_object_get_ex(o, "state", &v);
+	assert_string_equal(json_object_get_string(v), "STOPPED");
+	json_object_put(o);
+	assert_true(sh(id, "true", NULL) < -900); /* exec refused while stopped */
+	sleep(2);
+	assert_int_equal(fl_engine_start(E, id, &err), 0);
+	assert_int_equal(sh(id, "cat /run/t/s", &out), 0);
+	assert_string_equal(out, "kept\n");
+	assert_int_equal(sh(id, "date +%s", &out), 0);
+	long guest = strtol(out, NULL, 10), host = (long)time(NULL);
+	assert_true(guest > host - 5 && guest <= host + 1);
+	assert_int_equal(fl_engine_get(E, id, &o, &err), 0);
+	assert_true(json_object_object_get_ex(o, "ssh_port", &v) && json_object_get_int(v) > 0);
+	json_object_put(o);
+
+	/* the QEMU process runs in the sandbox's memory cgroup with its limit */
+	char path[512], line[512];
+	snprintf(path, sizeof(path), "%s/sandboxes/%s/qemu.pid", state_dir, id);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	int pid = 0;
+	assert_int_equal(fscanf(f, "%d", &pid), 1);
+	fclose(f);
+	struct json_object *st = fl_engine_status(E), *mode;
+	json_object_object_get_ex(st, "cgroups", &mode);
+	char cgmode[8];
+	snprintf(cgmode, sizeof(cgmode), "%s", json_object_get_string(mode));
+	json_object_put(st);
+	fprintf(stderr, "cgroups: %s\n", cgmode);
+	assert_string_not_equal(cgmode, "none"); /* these hosts have v1, Debian 12 has v2 */
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+	f = fopen(path, "r");
+	bool in_group = false;
+	char group[400] = "";
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, "/fluid/");
+		if (p && strstr(p, id) && (strstr(line, ":memory:") || !strncmp(line, "0::", 3))) {
+			in_group = true;
+			snprintf(group, sizeof(group), "%s", strchr(strchr(line, ':') + 1, ':') + 1);
+			group[strcspn(group, "\n")] = 0;
+		}
+	}
+	fclose(f);
+	assert_true(in_group);
+	if (!strcmp(cgmode, "v1"))
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", group);
+	else
+		snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", group);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	unsigned long long limit = 0;
+	assert_int_equal(fscanf(f, "%llu", &limit), 1);
+	fclose(f);
+	assert_int_equal(limit, (256ULL + 384) << 20);
+	destroy(id);
+	assert_int_equal(access(path, F_OK), -1); /* the group is gone */
+}
+
 static void test_branch(void **state)
 {
 	char *src = clone_tiny();
@@ -707,6 +776,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_restore),
 		cmocka_unit_test(test_checkpoint),
 		cmocka_unit_test(test_branch),
+		cmocka_unit_test(test_stop_start),
 		cmocka_unit_test(test_destroy_leaves_nothing),
 		cmocka_unit_test(test_bad_images),
 		cmocka_unit_test(test_egress),

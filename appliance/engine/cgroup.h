@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* cgroup: per-sandbox memory/CPU/pids limits on cgroup v2 or v1 hosts. */
+#ifndef FL_CGROUP_H
+#define FL_CGROUP_H
+
+#include <sys/types.h>
+
+#include "error.h"
+
+typedef enum FlCgroupMode { FL_CGROUP_NONE, FL_CGROUP_V1, FL_CGROUP_V2 } FlCgroupMode;
+
+typedef struct FlCgroupLimits {
+	unsigned memory_mb; /* for the whole QEMU process */
+	unsigned vcpus;     /* CPU quota: vcpus x 100% */
+	unsigned pids;
+} FlCgroupLimits;
+
+/* Detected once; "none" when no hierarchy is usable. */
+FlCgroupMode fl_cgroup_mode(void);
+const char *fl_cgroup_mode_name(void);
+/* Creates the group of sandbox id with lim and moves pid into it. */
+int fl_cgroup_add(const char *id, pid_t pid, const FlCgroupLimits *lim, FlError *err);
+/* Removes the (empty) group; the process must have exited. */
+void fl_cgroup_remove(const char *id);
+
+#endif
