@@ -30,6 +30,7 @@ struct FlHttpServer {
 	FlApp *app;
 	fl_http_auth_fn auth;
 	void *auth_ud;
+	uint64_t status_counts[FL_HTTP_STATUS_MAX]; /* atomic; GET /metrics */
 };
 
 /* Bounds of the linker set filled by FL_ROUTE (weak: there may be no routes). */
@@ -551,6 +552,8 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 		status = r;
 	}
 done:
+	if (status >= 100 && status < FL_HTTP_STATUS_MAX)
+		__atomic_add_fetch(&s->status_counts[status], 1, __ATOMIC_RELAXED);
 	fl_log_debug("%s %s -> %d", req->method, req->path, status);
 	json_object_put(req->err_details);
 	free(req);
@@ -570,6 +573,54 @@ void fl_http_set_auth(FlHttpServer *s, fl_http_auth_fn fn, void *ud)
 }
 
 struct mg_context *fl_http_context(FlHttpServer *s) { return s->ctx; }
+
+/* ---- Hooks for WebSockets and metrics (see http.h) ---------------------- */
+
+extern const fl_http_start_hook_fn __start_fl_http_start_hooks[] __attribute__((weak));
+extern const fl_http_start_hook_fn __stop_fl_http_start_hooks[] __attribute__((weak));
+
+static void run_start_hooks(FlHttpServer *s)
+{
+	if (!__start_fl_http_start_hooks || !__stop_fl_http_start_hooks)
+		return;
+	for (const fl_http_start_hook_fn *h = __start_fl_http_start_hooks;
+	     h < __stop_fl_http_start_hooks; h++)
+		(*h)(s);
+}
+
+FlHttpServer *fl_http_server_of(const struct mg_connection *conn)
+{
+	return mg_get_user_data(mg_get_context(conn));
+}
+
+FlApp *fl_http_app(FlHttpServer *s) { return s->app; }
+
+int fl_http_authenticate(FlHttpServer *s, const char *token, FlRole *ret_role)
+{
+	fl_http_auth_fn auth = s->auth ? s->auth : s->app->auth;
+	void *auth_ud = s->auth ? s->auth_ud : s->app->auth_ud;
+	FlRole role = FL_ROLE_NONE;
+	if (!auth) {
+		*ret_role = FL_ROLE_ADMIN;
+		return 0;
+	}
+	if (!token || !*token)
+		return -ENOKEY;
+	if (auth(auth_ud, token, &role) < 0)
+		return -EKEYREJECTED;
+	*ret_role = role;
+	return 0;
+}
+
+size_t fl_http_status_counts(FlHttpServer *s, uint64_t counts[FL_HTTP_STATUS_MAX])
+{
+	size_t n = 0;
+	for (size_t i = 0; i < FL_HTTP_STATUS_MAX; i++) {
+		counts[i] = __atomic_load_n(&s->status_counts[i], __ATOMIC_RELAXED);
+		n += counts[i] != 0;
+	}
+	return n;
+}
 
 int fl_http_start(FlApp *app, FlHttpServer **ret, FlError *err)
 {
@@ -614,6 +665,7 @@ int fl_http_start(FlApp *app, FlHttpServer **ret, FlError *err)
 				    cfg->server.listen);
 	}
 	mg_set_request_handler(s->ctx, "/", dispatch, s);
+	run_start_hooks(s);
 
 	struct mg_server_port ports[4];
 	int np = mg_get_server_ports(s->ctx, 4, ports);

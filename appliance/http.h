@@ -183,6 +183,37 @@ size_t fl_http_routes(const FlRoute *const **ret);
 const FlRoute *fl_http_match(const char *method, const char *path, FlHttpReq *req,
 			     int *ret_status);
 
+/* ---- Hooks for WebSockets and metrics (api-stream.c, api-metrics.c) ---- */
+
+/*
+ * Start hooks: functions called by fl_http_start() after the router is
+ * installed and before it returns, e.g. to register civetweb WebSocket
+ * handlers (whose upgrade requests bypass the router):
+ *
+ *     static void stream_install(FlHttpServer *s) { mg_set_websocket_handler(...); }
+ *     FL_HTTP_START_HOOK(stream_install);
+ */
+typedef void (*fl_http_start_hook_fn)(FlHttpServer *s);
+#define FL_HTTP_START_HOOK(fn)                                                         \
+	__attribute__((used, section("fl_http_start_hooks"))) static const              \
+		fl_http_start_hook_fn fl_http_start_hook_##fn = (fn)
+
+/* The server a civetweb connection belongs to, and its app. */
+FlHttpServer *fl_http_server_of(const struct mg_connection *conn);
+FlApp *fl_http_app(FlHttpServer *s);
+/*
+ * The router's authentication, for handlers outside it: checks token (NULL
+ * = none) with the server's authenticator. 0 and *ret_role on success
+ * (FL_ROLE_ADMIN when no authenticator is installed, as the router does);
+ * -ENOKEY without a token, -EKEYREJECTED for a bad one.
+ */
+int fl_http_authenticate(FlHttpServer *s, const char *token, FlRole *ret_role);
+
+/* Responses sent by the router, by status code (100..599), for GET /metrics.
+ * Fills counts[0..599]; returns the number of non-zero entries. */
+#define FL_HTTP_STATUS_MAX 600
+size_t fl_http_status_counts(FlHttpServer *s, uint64_t counts[FL_HTTP_STATUS_MAX]);
+
 /* ---- Request helpers ---------------------------------------------- */
 
 /* Path parameter by name, or NULL. */
