@@ -232,3 +232,25 @@ install_kernel() {
 	cp "$bz" "$out"
 	echo bzimage
 }
+
+# in_use DIR: true when a running process has a file under DIR open.
+in_use() {
+	[ -n "$(find /proc/[0-9]*/fd -maxdepth 1 -lname "$1/*" -print -quit 2>/dev/null)" ]
+}
+
+# prune_old NAME KEEP: removes image directories of NAME beyond the linked one
+# and the KEEP newest others, skipping any a running process has open. (The
+# engine imports base images into its own store; older builds are only kept
+# as a grace period.)
+prune_old() {
+	local name=$1 keep=$2 cur d n=0
+	cur=$(readlink -f "$ROOT/build/images/$name" 2>/dev/null || true)
+	for d in $(ls -1dt "$CACHE/images/$name"-[0-9a-f]* 2>/dev/null); do
+		[ "$d" = "$cur" ] && continue
+		[ -d "$d" ] || continue
+		n=$((n + 1))
+		[ $n -le "$keep" ] && continue
+		in_use "$d" && continue
+		rm -rf "$d"
+	done
+}
