@@ -85,9 +85,12 @@ static int env_set(char **envp, size_t *n, const char *kv)
 
 static int env_setf(char **envp, size_t *n, const char *k, const char *v)
 {
-	char buf[4200];
-	snprintf(buf, sizeof(buf), "%s=%s", k, v);
-	return env_set(envp, n, buf);
+	char *buf;
+	if (asprintf(&buf, "%s=%s", k, v) < 0)
+		return -ENOMEM;
+	int r = env_set(envp, n, buf);
+	free(buf);
+	return r;
 }
 
 static const char *env_get(char **envp, const char *k)
