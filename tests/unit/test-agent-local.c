@@ -585,6 +585,44 @@ static void test_reconnect(void **state)
 	assert_int_equal(agent_call_sync(f->c, "bg_kill", a, 10000, NULL, &e), 0);
 }
 
+static bool tmp_left(const char *dir)
+{
+	DIR *d = opendir(dir);
+	bool found = false;
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (strstr(de->d_name, ".fluid-"))
+			found = true;
+	if (d)
+		closedir(d);
+	return found;
+}
+
+static void test_transfer_aborted_by_disconnect(void **state)
+{
+	Fx *f = *state;
+	FlError e = {0};
+	char path[200];
+	snprintf(path, sizeof(path), "%s/partial", f->dir);
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "path", json_object_new_string(path));
+	Sink s = {0};
+	AgentOp *op;
+	assert_int_equal(agent_op_start(f->c, "file_write", a, 0, &SINK, &s, &op, &e), 0);
+	static uint8_t chunk[100000];
+	assert_true(agent_op_write(op, chunk, sizeof(chunk)) > 0);
+	loop_until(f->c, never_done, NULL, 300);
+	assert_true(tmp_left(f->dir));
+	agent_client_free(f->c);
+	f->c = NULL;
+	assert_int_equal(s.r, -ECANCELED);
+	assert_int_equal(agent_connect_sync(f->sock, 10000, &f->c, &e), 0);
+	/* the agent dropped the half-written temporary file, the target was
+	 * never created */
+	assert_false(tmp_left(f->dir));
+	assert_int_equal(access(path, F_OK), -1);
+}
+
 static void test_many_round_trips(void **state)
 {
 	Fx *f = *state;
@@ -617,6 +655,7 @@ int main(void)
 		cmocka_unit_test(test_pty),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_reconnect),
+		cmocka_unit_test(test_transfer_aborted_by_disconnect),
 		cmocka_unit_test(test_many_round_trips),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
