@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+/*
+ * db-schema: the schema migrations, in order. fl_db_open() applies every
+ * version above the highest row of schema_migrations, each in its own
+ * transaction together with its schema_migrations row, so a migration is
+ * applied entirely or not at all and re-running is a no-op.
+ *
+ * Never edit a migration that has shipped: add a new version. The audit
+ * table's hardening (no UPDATE/DELETE/TRUNCATE for the role fluid connects
+ * as, plus triggers that also stop superusers who do not first disable
+ * them) is explained in docs/audit.md.
+ */
+#include "db-internal.h"
+
+static const FlDbMigration migrations[] = {
+	{1, "audit, commands, sandboxes, tokens",
+	 /* Audit: gapless ids handed out under the chain head's row lock. */
+	 "CREATE TABLE audit_head ("
+	 "  id integer PRIMARY KEY CHECK (id = 1),"
+	 "  last_id bigint NOT NULL,"
+	 "  last_hash text NOT NULL);"
+	 "INSERT INTO audit_head VALUES (1, 0, repeat('0', 64));"
+	 "CREATE TABLE audit_events ("
+	 "  id bigint PRIMARY KEY,"
+	 "  at timestamptz NOT NULL,"
+	 "  actor text NOT NULL,"
+	 "  role text NOT NULL,"
+	 "  action text NOT NULL,"
+	 "  sandbox_id text,"
+	 "  status integer NOT NULL,"
+	 "  details jsonb,"
+	 "  prev_hash text NOT NULL,"
+	 "  hash text NOT NULL);"
+	 "CREATE INDEX audit_events_sandbox ON audit_events (sandbox_id, id);"
+	 "CREATE INDEX audit_events_at ON audit_events (at);"
+	 "CREATE FUNCTION fl_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$"
+	 " BEGIN RAISE EXCEPTION 'audit_events is append-only'"
+	 "   USING ERRCODE = 'insufficient_privilege'; END $$;"
+	 "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events"
+	 "  FOR EACH ROW EXECUTE FUNCTION fl_audit_append_only();"
+	 "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events"
+	 "  FOR EACH STATEMENT EXECUTE FUNCTION fl_audit_append_only();"
+	 "REVOKE ALL ON audit_events FROM PUBLIC;"
+	 "REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM CURRENT_USER;"
+
+	 "CREATE TABLE commands ("
+	 "  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+	 "  sandbox_id text NOT NULL,"
+	 "  command text NOT NULL,"
+	 "  env jsonb,"
+	 "  run_as text,"
+	 "  started_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+	 "  ended_at timestamptz,"
+	 "  exit_code integer,"
+	 "  signal integer,"
+	 "  error text,"
+	 "  stdout text, stderr text,"
+	 "  stdout_bytes bigint, stderr_bytes bigint,"
+	 "  stdout_sha256 text, stderr_sha256 text,"
+	 "  stdout_truncated boolean, stderr_truncated boolean);"
+	 "CREATE INDEX commands_sandbox ON commands (sandbox_id, started_at, id);"
+
+	 "CREATE TABLE sandboxes ("
+	 "  id text PRIMARY KEY,"
+	 "  sandbox_name text, agent_id text, job_id text, base_image text, state text,"
+	 "  created_at timestamptz, updated_at timestamptz,"
+	 "  record jsonb NOT NULL,"
+	 "  mirrored_at timestamptz NOT NULL DEFAULT now());"
+	 "CREATE INDEX sandboxes_agent ON sandboxes (agent_id);"
+	 "CREATE INDEX sandboxes_job ON sandboxes (job_id);"
+	 "CREATE INDEX sandboxes_state ON sandboxes (state);"
+
+	 "CREATE TABLE tokens ("
+	 "  id text PRIMARY KEY,"
+	 "  name text,"
+	 "  role text NOT NULL CHECK (role IN ('agent', 'reviewer', 'admin')),"
+	 "  hash text NOT NULL UNIQUE CHECK (hash ~ '^[0-9a-f]{64}$'),"
+	 "  created_at timestamptz NOT NULL DEFAULT now(),"
+	 "  revoked_at timestamptz);"},
+};
+
+size_t fl_db_migrations(const FlDbMigration **ret)
+{
+	*ret = migrations;
+	return FL_ARRAY_SIZE(migrations);
+}
