@@ -538,6 +538,11 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 		req->role = auth ? FL_ROLE_NONE : FL_ROLE_ADMIN;
 	}
 
+	if (s->app->request_begin && (r = s->app->request_begin(s->app, req)) < 0) {
+		status = fl_http_send_error(req, fl_http_status_from_errno(r),
+					    req->err.msg[0] ? req->err.msg : strerror(-r), NULL);
+		goto done;
+	}
 	r = rt->handler(req);
 	if (r < 0) {
 		status = fl_http_status_from_errno(r);
@@ -552,6 +557,8 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 		status = r;
 	}
 done:
+	if (s->app->request_end)
+		s->app->request_end(s->app, req, status);
 	if (status >= 100 && status < FL_HTTP_STATUS_MAX)
 		__atomic_add_fetch(&s->status_counts[status], 1, __ATOMIC_RELAXED);
 	fl_log_debug("%s %s -> %d", req->method, req->path, status);

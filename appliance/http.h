@@ -67,6 +67,7 @@ typedef enum FlRole {
 const char *fl_role_name(FlRole r);
 
 struct FlApp;
+struct FlHttpReq;
 
 /*
  * Authenticator: given the bearer token (NULL if none), return 0 and the
@@ -92,6 +93,15 @@ typedef struct FlApp {
 	/* Optional: token authenticator, set by a service before listening. */
 	fl_http_auth_fn auth;
 	void *auth_ud;
+	/*
+	 * Optional request hooks, set by the audit service (auth.c).
+	 * request_begin runs after authorisation and before the handler; a
+	 * negative errno fails the request with that errno's status (message
+	 * in req->err) and the handler does not run. request_end runs once the
+	 * response to any routed request (including 401/403/404/405) was sent.
+	 */
+	int (*request_begin)(struct FlApp *app, struct FlHttpReq *req);
+	void (*request_end)(struct FlApp *app, struct FlHttpReq *req, int status);
 } FlApp;
 
 /*
@@ -139,6 +149,7 @@ typedef struct FlHttpReq {
 	} params[FL_HTTP_MAX_PARAMS];
 	bool responded;
 	FlError err; /* message for the error body when a handler fails */
+	char actor[64]; /* caller's token id for audit rows, set by request_begin; "" if none */
 	struct json_object *err_details; /* optional, owned */
 } FlHttpReq;
 
