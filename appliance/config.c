@@ -287,6 +287,8 @@ static int images_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn
 				    cfg->images.default_image);
 		return 0;
 	}
+	if (!strcmp(key, "pool_size"))
+		return get_uint(c, "images.pool_size", vn, 0, 64, &cfg->images.pool_size);
 	return unknown(c, "images", key, kn);
 }
 
@@ -509,7 +511,7 @@ static FlConfig *config_defaults(void)
 	FlConfig *cfg = calloc(1, sizeof(*cfg));
 	if (!cfg)
 		return NULL;
-	cfg->server.threads = 16;
+	cfg->server.threads = 64; /* streaming execs and long-polls each hold one */
 	cfg->database.port = 5432;
 	cfg->accelerator = FL_ACCEL_MODE_AUTO;
 	cfg->accel_probe_timeout_ms = 3000;
@@ -520,6 +522,7 @@ static FlConfig *config_defaults(void)
 	cfg->limits.max_vcpus = 8;
 	cfg->limits.ttl_seconds = 3600;
 	cfg->limits.max_ttl_seconds = 86400;
+	cfg->images.pool_size = 2;
 	cfg->log_level = FL_LOG_INFO;
 	if (set_str(&cfg->server.listen, "127.0.0.1:8080") < 0 ||
 	    set_str(&cfg->database.name, "fluid") < 0 || set_str(&cfg->database.user, "fluid") < 0 ||

@@ -43,7 +43,7 @@ typedef struct FlConfig {
 
 	struct {
 		char *listen;     /* "HOST:PORT", default 127.0.0.1:8080 */
-		unsigned threads; /* HTTP worker threads, default 16 */
+		unsigned threads; /* HTTP worker threads, default 64 */
 		char *webui_dir;  /* static UI files, NULL = not served */
 	} server;
 
@@ -78,6 +78,7 @@ typedef struct FlConfig {
 	struct {
 		char *dir;           /* images root; default $FLUID_IMAGE_DIR or STATE/images */
 		char *default_image; /* "debian-12" */
+		unsigned pool_size;  /* warm clones kept ready per image and shape, default 2 */
 	} images;
 
 	FlLogLevel log_level; /* default info */
