@@ -336,8 +336,11 @@ static int migrate(FlDb *db, FlError *err)
 	r = 0;
 out:
 	if (PQstatus(tx.conn) == CONNECTION_OK) {
-		PGresult *x = PQexec(tx.conn, "ROLLBACK");
-		PQclear(x);
+		PGresult *x = NULL;
+		if (PQtransactionStatus(tx.conn) != PQTRANS_IDLE) {
+			x = PQexec(tx.conn, "ROLLBACK");
+			PQclear(x);
+		}
 		x = PQexec(tx.conn, "SELECT pg_advisory_unlock(" MIGRATION_LOCK ")");
 		PQclear(x);
 	}
