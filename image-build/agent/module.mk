@@ -52,7 +52,7 @@ FUZZERS += $(if $(wildcard tests/fuzz/fuzz-agent-client.c),$(B)/tests/fuzz/fuzz-
 
 # VM integration tests (need build/images/tiny and build/images/debian-12).
 $(B)/tests/integration/test-agent-vm: $(B)/obj/tests/integration/test-agent-vm.o \
-		$(TESTLIB_SRCS:%.c=$(B)/obj/%.o) $(B)/libagentc.a | $(B)/fluid-agent
+		$(TESTLIB_SRCS:%.c=$(B)/obj/%.o) $(B)/libagentc.a $(B)/libqmp.a | $(B)/fluid-agent
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(AGENT_LIBS) $(AGENT_CMOCKA)
 INTEG_TESTS += $(if $(wildcard tests/integration/test-agent-vm.c),$(B)/tests/integration/test-agent-vm)

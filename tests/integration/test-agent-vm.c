@@ -6,8 +6,10 @@
  * codes, 20 MiB of streamed stdout (checksum, bounded memory), a 50 MiB file
  * round trip, timeouts killing a process tree, stdin to cat, fsfreeze
  * blocking writes until thaw, identity refresh, ptys, and background
- * processes surviving a host reconnect. A missing image is a failure.
- * FLUID_AGENT_VM_IMAGES="tiny" limits the images.
+ * processes surviving a host reconnect, and the agent carrying on in a
+ * clone made from a RAM snapshot of a running VM (template/clone as in
+ * DESIGN.md). A missing image is a failure.
+ * FLUID_AGENT_VM_IMAGES="tiny" (or "debian-12", "clone") limits the runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +25,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "qmp.h"
 #include "testvm.h"
 
 #define MiB (1024u * 1024)
@@ -496,6 +499,128 @@ static void test_background_survives_reconnect(void **state)
 	json_object_put(res);
 }
 
+/* Polls a QMP query until member "status" differs from `while_status`. */
+static int qmp_wait_status(QmpClient *q, const char *query, const char *while_status,
+			   char *final, size_t fsz)
+{
+	for (int i = 0; i < 3000; i++) {
+		struct json_object *r = NULL;
+		FlError e = {0};
+		int k = qmp_call_sync(q, query, NULL, -1, 10000, &r, &e);
+		if (k < 0) {
+			fprintf(stderr, "%s: %s\n", query, e.msg);
+			return k;
+		}
+		struct json_object *st;
+		const char *s = json_object_object_get_ex(r, "status", &st) ? json_object_get_string(st) : "";
+		snprintf(final, fsz, "%s", s);
+		json_object_put(r);
+		if (strcmp(final, while_status) != 0 && (strcmp(query, "query-migrate") != 0 ||
+							 strcmp(final, "setup") != 0))
+			return 0;
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	return -ETIMEDOUT;
+}
+
+static struct json_object *ignore_shared(void)
+{
+	return json_tokener_parse("{\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true}]}");
+}
+
+static void test_clone_keeps_agent(void **state)
+{
+	char dir[] = "/tmp/fluid-agent-clone-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char mem[128], st[128];
+	snprintf(mem, sizeof(mem), "%s/mem.ram", dir);
+	snprintf(st, sizeof(st), "%s/vmstate", dir);
+	FlError e = {0};
+	TestVm *tpl, *clone;
+	TestVmOptions ot = {.image = "tiny", .mem_file = mem, .mem_share = true};
+	int r = testvm_start(&ot, &tpl, &e);
+	if (r < 0)
+		fprintf(stderr, "template: %s\n", e.msg);
+	assert_int_equal(r, 0);
+	/* a background process (must survive) and a foreground one (belongs to
+	 * the template's host session, must not) */
+	AgentExecSpec bgs = {.shell = "exec sleep 1008", .background = true};
+	struct json_object *a;
+	assert_int_equal(agent_exec_args(&bgs, &a, &e), 0);
+	assert_int_equal(agent_call_sync(tpl->agent, "exec", a, 60000, NULL, &e), 0);
+	Stream fg = {0};
+	test_sha256_init(&fg.sha);
+	AgentExecSpec fgs = {.shell = "exec sleep 1009"};
+	AgentOpHandlers h = {.on_data = st_data, .on_done = st_done};
+	assert_int_equal(agent_exec_start(tpl->agent, &fgs, 0, &h, &fg, NULL, &e), 0);
+	bool never = false;
+	pump(tpl->agent, &never, 1000);
+
+	/* save the template: device state only, RAM stays in the shared file */
+	QmpClient *q;
+	assert_int_equal(qmp_connect_sync(tpl->qmp_sock, 10000, &q, &e), 0);
+	assert_int_equal(qmp_call_sync(q, "migrate-set-capabilities", ignore_shared(), -1, 10000, NULL, &e), 0);
+	assert_int_equal(qmp_call_sync(q, "stop", NULL, -1, 10000, NULL, &e), 0);
+	int sfd = open(st, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(sfd >= 0);
+	assert_int_equal(qmp_call_sync(q, "getfd", json_tokener_parse("{\"fdname\":\"mig\"}"), sfd, 10000, NULL, &e), 0);
+	close(sfd);
+	assert_int_equal(qmp_call_sync(q, "migrate", json_tokener_parse("{\"uri\":\"fd:mig\"}"), -1, 10000, NULL, &e), 0);
+	char status[64];
+	assert_int_equal(qmp_wait_status(q, "query-migrate", "active", status, sizeof(status)), 0);
+	assert_string_equal(status, "completed");
+	qmp_client_free(q);
+	char tpl_disk[300];
+	snprintf(tpl_disk, sizeof(tpl_disk), "%s/overlay.qcow2", tpl->run_dir);
+	testvm_kill(tpl); /* the template's host connection goes with it */
+	assert_int_equal(fg.done, 1);
+
+	/* the clone: same RAM file copy-on-write, overlay on the template's disk */
+	TestVmOptions oc = {.image = "tiny", .mem_file = mem, .mem_share = false, .base_disk = tpl_disk,
+			    .incoming = true};
+	r = testvm_start(&oc, &clone, &e);
+	if (r < 0)
+		fprintf(stderr, "clone: %s\n", e.msg);
+	assert_int_equal(r, 0);
+	uint64_t t0 = agent_now_ms();
+	assert_int_equal(qmp_connect_sync(clone->qmp_sock, 10000, &q, &e), 0);
+	assert_int_equal(qmp_call_sync(q, "migrate-set-capabilities", ignore_shared(), -1, 10000, NULL, &e), 0);
+	sfd = open(st, O_RDONLY | O_CLOEXEC);
+	assert_true(sfd >= 0);
+	assert_int_equal(qmp_call_sync(q, "getfd", json_tokener_parse("{\"fdname\":\"mig\"}"), sfd, 10000, NULL, &e), 0);
+	close(sfd);
+	assert_int_equal(qmp_call_sync(q, "migrate-incoming", json_tokener_parse("{\"uri\":\"fd:mig\"}"), -1, 10000, NULL, &e), 0);
+	assert_int_equal(qmp_wait_status(q, "query-status", "inmigrate", status, sizeof(status)), 0);
+	assert_int_equal(qmp_call_sync(q, "cont", NULL, -1, 10000, NULL, &e), 0);
+	qmp_client_free(q);
+	r = agent_client_new(clone->agent_sock, NULL, &clone->agent, &e);
+	assert_int_equal(r, 0);
+	r = agent_wait_ready_sync(clone->agent, 60000, &e);
+	if (r < 0)
+		fprintf(stderr, "clone agent: %s\n", e.msg);
+	assert_int_equal(r, 0);
+	uint64_t ready = agent_now_ms() - t0;
+	char *out = sh(clone, "echo clone-ok", NULL);
+	fprintf(stderr, "# clone: agent ready %llu ms after migrate-incoming, first command %llu ms\n",
+		(unsigned long long)ready, (unsigned long long)(agent_now_ms() - t0));
+	assert_string_equal(out, "clone-ok\n");
+	free(out);
+	out = sh(clone, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -o 'sleep 100[89]' | sort", (int[]){0});
+	assert_string_equal(out, "sleep 1008\n");
+	free(out);
+	AgentIdentity id = {.hostname = "fluid-clone-1"};
+	assert_int_equal(agent_identity_sync(clone->agent, &id, 60000, NULL, &e), 0);
+	out = sh(clone, "hostname", NULL);
+	assert_string_equal(out, "fluid-clone-1\n");
+	free(out);
+	testvm_destroy(clone);
+	testvm_destroy(tpl);
+	unlink(mem);
+	unlink(st);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -511,8 +636,13 @@ int main(void)
 	};
 	const char *only = getenv("FLUID_AGENT_VM_IMAGES");
 	int fails = 0;
+	const struct CMUnitTest clone_tests[] = {
+		cmocka_unit_test(test_clone_keeps_agent),
+	};
 	if (!only || strstr(only, "tiny"))
 		fails += cmocka_run_group_tests_name("agent-vm-tiny", tests, setup_tiny, teardown);
+	if (!only || strstr(only, "tiny") || strstr(only, "clone"))
+		fails += cmocka_run_group_tests_name("agent-vm-clone", clone_tests, NULL, NULL);
 	if (!only || strstr(only, "debian-12"))
 		fails += cmocka_run_group_tests_name("agent-vm-debian-12", tests, setup_debian, teardown);
 	return fails ? 1 : 0;

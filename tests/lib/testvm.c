@@ -106,7 +106,7 @@ static int free_port(void)
 static void rm_rf_run(const char *dir)
 {
 	static const char *const files[] = {"overlay.qcow2", "console.log", "qemu.log", "agent.sock",
-					    "qmp.sock"};
+					    "qmp.sock", "mem.ram", "vmstate"};
 	char p[300];
 	for (size_t i = 0; i < FL_ARRAY_SIZE(files); i++) {
 		snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
@@ -115,11 +115,10 @@ static void rm_rf_run(const char *dir)
 	rmdir(dir);
 }
 
-void testvm_destroy(TestVm *vm)
+void testvm_kill(TestVm *vm)
 {
-	if (!vm)
-		return;
 	agent_client_free(vm->agent);
+	vm->agent = NULL;
 	if (vm->pid > 0) {
 		kill(vm->pid, SIGTERM);
 		for (int i = 0; i < 50; i++) {
@@ -134,7 +133,15 @@ void testvm_destroy(TestVm *vm)
 			kill(vm->pid, SIGKILL);
 			waitpid(vm->pid, NULL, 0);
 		}
+		vm->pid = 0;
 	}
+}
+
+void testvm_destroy(TestVm *vm)
+{
+	if (!vm)
+		return;
+	testvm_kill(vm);
 	if (!getenv("FLUID_TESTVM_KEEP"))
 		rm_rf_run(vm->run_dir);
 	free(vm);
@@ -189,7 +196,10 @@ int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 		mem = o->memory_mb;
 
 	char disk[600], overlay[300];
-	snprintf(disk, sizeof(disk), "%s/disk.qcow2", vm->image_dir);
+	if (o->base_disk)
+		snprintf(disk, sizeof(disk), "%s", o->base_disk);
+	else
+		snprintf(disk, sizeof(disk), "%s/disk.qcow2", vm->image_dir);
 	snprintf(overlay, sizeof(overlay), "%s/overlay.qcow2", vm->run_dir);
 	char *img_argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", disk, overlay, NULL};
 	r = run_wait(img_argv);
@@ -203,7 +213,7 @@ int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 		memset(u, 0x5a, sizeof(u));
 	u[6] = (u[6] & 0x0f) | 0x40;
 	u[8] = (u[8] & 0x3f) | 0x80;
-	char args[20][700];
+	char args[24][700];
 	int na = 0;
 #define ARG(...) snprintf(args[na++], sizeof(args[0]), __VA_ARGS__)
 	ARG("%s/vmlinuz", vm->image_dir);
@@ -224,6 +234,8 @@ int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 	ARG("unix:%s,server=on,wait=off", vm->qmp_sock);
 	ARG("%u", mem);
 	ARG("%s", o->accel ? o->accel : "tcg");
+	ARG("memory-backend-file,id=mem,size=%uM,mem-path=%s,share=%s", mem, o->mem_file ? o->mem_file : "",
+	    o->mem_share ? "on" : "off");
 #undef ARG
 	char *argv[] = {
 		"qemu-system-x86_64", "-accel", args[10], "-M", "q35", "-m", args[9], "-smp", "1",
@@ -239,8 +251,19 @@ int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 		"-device", args[7],
 		"-device", "pcie-root-port,id=hp0,chassis=1,slot=1",
 		"-qmp", args[8],
-		NULL,
+		NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 	};
+	size_t na2 = FL_ARRAY_SIZE(argv) - 7;
+	if (o->mem_file) {
+		argv[na2++] = "-object";
+		argv[na2++] = args[11];
+		argv[na2++] = "-machine";
+		argv[na2++] = "memory-backend=mem";
+	}
+	if (o->incoming) {
+		argv[na2++] = "-incoming";
+		argv[na2++] = "defer";
+	}
 	char logp[300];
 	snprintf(logp, sizeof(logp), "%s/qemu.log", vm->run_dir);
 	posix_spawn_file_actions_t fa;
@@ -257,15 +280,11 @@ int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 		r = -r;
 		goto fail;
 	}
-	if (o->no_agent) {
-		*ret = vm;
-		return 0;
-	}
 	/* The chardev socket appears once QEMU is up. */
 	unsigned boot = o->boot_timeout_ms ? o->boot_timeout_ms
 					   : (!strcmp(o->image, "tiny") ? 60000 : 600000);
 	uint64_t deadline = vm->spawn_ms + boot;
-	while (access(vm->agent_sock, F_OK) < 0) {
+	while (access(vm->agent_sock, F_OK) < 0 || access(vm->qmp_sock, F_OK) < 0) {
 		if (waitpid(vm->pid, NULL, WNOHANG) == vm->pid) {
 			vm->pid = 0;
 			char tail[400] = "";
@@ -279,11 +298,15 @@ int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 			goto fail;
 		}
 		if (agent_now_ms() > deadline) {
-			r = fl_error_set(err, -ETIMEDOUT, "qemu did not create %s", vm->agent_sock);
+			r = fl_error_set(err, -ETIMEDOUT, "qemu did not create its sockets in %s", vm->run_dir);
 			goto fail;
 		}
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
+	}
+	if (o->no_agent || o->incoming) {
+		*ret = vm;
+		return 0;
 	}
 	r = agent_client_new(vm->agent_sock, NULL, &vm->agent, err);
 	if (r < 0)

@@ -27,6 +27,14 @@ typedef struct TestVmOptions {
 	bool ssh;                   /* forward a free 127.0.0.1 port to guest :22 */
 	unsigned boot_timeout_ms;   /* 0: 60 s for tiny, 600 s otherwise */
 	bool no_agent;              /* do not wait for the agent */
+	/* Templates and clones (DESIGN.md "Template cloning"): guest RAM in
+	 * mem_file (shared with the file when mem_share), the overlay on
+	 * base_disk instead of the image's disk, and -incoming defer (implies
+	 * no_agent: connect after migrate-incoming + cont). */
+	const char *mem_file;
+	bool mem_share;
+	const char *base_disk;
+	bool incoming;
 } TestVmOptions;
 
 typedef struct TestVm {
@@ -50,6 +58,8 @@ int testvm_image_dir(const char *name, char *buf, size_t size, FlError *err);
 int testvm_start(const TestVmOptions *opts, TestVm **ret, FlError *err);
 /* Closes the agent connection and opens a new one (new hello). */
 int testvm_reconnect(TestVm *vm, unsigned timeout_ms, FlError *err);
+/* Kills QEMU (by pid) and waits for it; files stay. */
+void testvm_kill(TestVm *vm);
 /* Kills QEMU (by pid), removes the run directory. Accepts NULL. */
 void testvm_destroy(TestVm *vm);
 /* Last bytes of the console log, for failure messages. */
