@@ -21,6 +21,8 @@ int fl_cmd_serve(int argc, char **argv);
 int fl_cmd_status(int argc, char **argv);
 int fl_cmd_config(int argc, char **argv);
 int fl_cmd_accel(int argc, char **argv);
+int fl_cmd_token(int argc, char **argv);
+int fl_cmd_audit(int argc, char **argv);
 
 /* Prints "fluid: <msg>" to stderr. */
 __attribute__((format(printf, 1, 2))) void fl_cli_error(const char *fmt, ...);

@@ -25,6 +25,8 @@ static const Command commands[] = {
 	{"status", fl_cmd_status, "show the running server's status (accelerator, capacity)"},
 	{"config", fl_cmd_config, "check or show the configuration"},
 	{"accel", fl_cmd_accel, "run the KVM/TCG accelerator probe"},
+	{"token", fl_cmd_token, "create, list or revoke API tokens (admin)"},
+	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
 	{"version", cmd_version, "print the version"},
 	{"help", cmd_help, "show this help"},
 };
