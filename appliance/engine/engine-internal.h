@@ -172,6 +172,9 @@ int template_get(FlEngine *e, const Image *img, unsigned memory_mb, unsigned vcp
 		 Template *ret, FlError *err);
 /* QMP helper: saves device state (and RAM unless shared) of the VM behind
  * qmp_path into path; the VM is left paused. */
+/* Removes templates of images that changed (unless a sandbox still uses
+ * them) and interrupted template builds, releasing their layers. */
+void template_gc(FlEngine *e, bool (*in_use)(FlEngine *e, const char *dir));
 int vm_save_state(const char *qmp_path, const char *path, FlError *err);
 int qmp_simple(const char *qmp_path, const char *cmd, struct json_object *args,
 	       struct json_object **ret, FlError *err);

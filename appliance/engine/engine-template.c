@@ -192,6 +192,11 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 	pthread_mutex_unlock(&e->reg_lock);
 	if (r < 0)
 		return fl_error_prefix(err, "template layer");
+	/* So that a crash mid-build can release the layer (template_gc). */
+	char idfile[800], line[IMG_ID_SIZE + 1];
+	snprintf(idfile, sizeof(idfile), "%s/layer.id", build);
+	snprintf(line, sizeof(line), "%s\n", t->layer);
+	fl_write_file_atomic(idfile, line, strlen(line), NULL);
 
 	char ram[800];
 	snprintf(ram, sizeof(ram), "%s/ram", build);
@@ -282,4 +287,82 @@ int template_get(FlEngine *e, const Image *img, unsigned memory_mb, unsigned vcp
 		r = template_build(e, img, t, err);
 	pthread_mutex_unlock(&e->tmpl_lock);
 	return r;
+}
+
+/* Releases a template directory's layer and removes the directory. */
+static void template_remove(FlEngine *e, const char *dir, const char *name)
+{
+	char path[1200], layer[IMG_ID_SIZE + 2] = "", holder[IMG_HOLDER_MAX];
+	_cleanup_(json_object_putp) struct json_object *o = NULL;
+	snprintf(path, sizeof(path), "%s/template.json", dir);
+	o = json_object_from_file(path);
+	if (!o || json_str(o, "layer", layer, sizeof(layer)) < 0) {
+		snprintf(path, sizeof(path), "%s/layer.id", dir);
+		_cleanup_fclose_ FILE *f = fopen(path, "re");
+		if (!f || !fgets(layer, sizeof(layer), f))
+			layer[0] = 0;
+		layer[strcspn(layer, "\n")] = 0;
+	}
+	snprintf(holder, sizeof(holder), "template-%s", name);
+	if (strlen(layer) == IMG_ID_LEN) {
+		pthread_mutex_lock(&e->reg_lock);
+		img_registry_unref(e->reg, layer, holder, NULL);
+		pthread_mutex_unlock(&e->reg_lock);
+	}
+	fl_rm_rf(dir);
+}
+
+void template_gc(FlEngine *e, bool (*in_use)(FlEngine *e, const char *dir))
+{
+	_cleanup_(closedirp) DIR *d = opendir(e->templates_dir);
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char dir[1100];
+		snprintf(dir, sizeof(dir), "%s/%s", e->templates_dir, de->d_name);
+		size_t n = strlen(de->d_name);
+		if (n > 6 && !strcmp(de->d_name + n - 6, ".build")) { /* an interrupted build */
+			char name[300];
+			snprintf(name, sizeof(name), "%.*s", (int)(n - 6), de->d_name);
+			template_remove(e, dir, name);
+			continue;
+		}
+		if (n > 3 && !strcmp(de->d_name + n - 3, ".id")) {
+			/* base-<image>-<hash16>.id: drop the import once the image moved on */
+			char image[FL_NAME_MAX + 1], hash[20];
+			if (sscanf(de->d_name, "base-%64[^.]", image) != 1)
+				continue;
+			char *dash = strrchr(image, '-');
+			if (!dash)
+				continue;
+			snprintf(hash, sizeof(hash), "%s", dash + 1);
+			*dash = 0;
+			Image img;
+			if (image_load(e, image, &img, NULL) == 0 && !strncmp(img.inputs_hash, hash, strlen(hash)))
+				continue;
+			char id[IMG_ID_SIZE + 2] = "", holder[IMG_HOLDER_MAX];
+			_cleanup_fclose_ FILE *f = fopen(dir, "re");
+			if (f && fgets(id, sizeof(id), f)) {
+				id[strcspn(id, "\n")] = 0;
+				snprintf(holder, sizeof(holder), "image-%s-%s", image, hash);
+				pthread_mutex_lock(&e->reg_lock);
+				img_registry_unref(e->reg, id, holder, NULL);
+				pthread_mutex_unlock(&e->reg_lock);
+			}
+			unlink(dir);
+			continue;
+		}
+		char path[1200], image[FL_NAME_MAX + 1] = "", hash[80] = "";
+		snprintf(path, sizeof(path), "%s/template.json", dir);
+		_cleanup_(json_object_putp) struct json_object *o = json_object_from_file(path);
+		if (o && (json_str(o, "image", image, sizeof(image)) < 0 || json_str(o, "inputs_hash", hash, sizeof(hash)) < 0))
+			image[0] = 0;
+		Image img;
+		bool current = image[0] && image_load(e, image, &img, NULL) == 0 && !strcmp(img.inputs_hash, hash);
+		if (!current && !in_use(e, dir))
+			template_remove(e, dir, de->d_name);
+	}
 }

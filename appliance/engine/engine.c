@@ -1473,6 +1473,14 @@ static void recover_sandbox(FlEngine *e, Sandbox *sb)
 	sb_save(e, sb, NULL);
 }
 
+static bool template_in_use(FlEngine *e, const char *dir)
+{
+	for (size_t i = 0; i < e->n_sbs; i++)
+		if (!strcmp(e->sbs[i]->template_dir, dir))
+			return true;
+	return false;
+}
+
 static int load_sandboxes(FlEngine *e, FlError *err)
 {
 	_cleanup_(closedirp) DIR *d = opendir(e->sandboxes_dir);
@@ -1622,6 +1630,7 @@ int fl_engine_new(const FlEngineConfig *cfg, FlEngine **ret, FlError *err)
 				sb_free(sb);
 		}
 		kill_orphans(e);
+		template_gc(e, template_in_use);
 		pthread_mutex_lock(&e->reg_lock);
 		img_registry_gc(e->reg, NULL, NULL);
 		pthread_mutex_unlock(&e->reg_lock);

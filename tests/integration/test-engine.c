@@ -768,6 +768,46 @@ static void test_pool(void **state)
 	assert_int_equal(count_qemus(state_dir), 0);
 }
 
+/* A changed image gets a new template; the old one goes at the next start
+ * unless a sandbox still runs on it. */
+static void test_template_gc(void **state)
+{
+	char dir[] = "/tmp/fluid-tgc-XXXXXX", cmd[2048], tdir[300];
+	assert_non_null(mkdtemp(dir));
+	/* An image dir whose "tiny" is the real one with another inputs hash. */
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p %s/images/tiny %s/state && for f in vmlinuz initrd.img disk.qcow2; do "
+		 "ln -s $(readlink -f %s/tiny/$f) %s/images/tiny/$f; done && "
+		 "sed 's/\"inputs_hash\": *\"[^\"]*\"/\"inputs_hash\": \"aaaa000000000001\"/' %s/tiny/image.json > %s/images/tiny/image.json",
+		 dir, dir, image_dir, dir, image_dir, dir);
+	assert_int_equal(system(cmd), 0);
+	char sd[300], id[300];
+	snprintf(sd, sizeof(sd), "%s/state", dir);
+	snprintf(id, sizeof(id), "%s/images", dir);
+	FlEngineConfig c = {.state_dir = sd, .image_dir = id, .accel = "tcg"};
+	FlEngine *e2;
+	FlError err = {0};
+	assert_int_equal(fl_engine_new(&c, &e2, &err), 0);
+	assert_int_equal(fl_engine_prepare_template(e2, "tiny", 0, 0, &err), 0);
+	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-aaaa00000000-256m-1c-tcg", sd);
+	assert_int_equal(access(tdir, F_OK), 0);
+	fl_engine_free(e2);
+
+	snprintf(cmd, sizeof(cmd), "sed -i 's/aaaa000000000001/bbbb000000000002/' %s/images/tiny/image.json", dir);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(fl_engine_new(&c, &e2, &err), 0);
+	assert_int_equal(access(tdir, F_OK), -1); /* old template gone */
+	assert_int_equal(fl_engine_prepare_template(e2, "tiny", 0, 0, &err), 0);
+	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-bbbb00000000-256m-1c-tcg", sd);
+	assert_int_equal(access(tdir, F_OK), 0);
+	fl_engine_free(e2);
+	/* only the new base and template layers remain */
+	snprintf(cmd, sizeof(cmd), "test $(ls %s/images/layers | wc -l) -eq 2", sd);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -783,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_streams),
 		cmocka_unit_test(test_pool),
+		cmocka_unit_test(test_template_gc),
 		cmocka_unit_test(test_crash_create),
 		cmocka_unit_test(test_crash_snapshot),
 		cmocka_unit_test(test_crash_restore),
