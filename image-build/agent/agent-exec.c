@@ -542,7 +542,7 @@ void exec_on_child(Agent *ag, pid_t pid, int status)
 void exec_op_timer(Op *op, uint64_t now)
 {
 	if (op->deadline_ms && !op->exited && now >= op->deadline_ms) {
-		op->timed_out = true;
+		op->timed_out = !op->closing;
 		op->deadline_ms = 0;
 		kill(-op->pid, SIGKILL);
 		kill(op->pid, SIGKILL);
@@ -594,6 +594,16 @@ void exec_op_cancel(Op *op, bool disconnect)
 		kill(-op->pid, SIGKILL);
 	}
 	ag_op_finish(op);
+}
+
+int exec_op_close(Op *op)
+{
+	if (op->kind != OP_PTY)
+		return exec_op_signal(op, SIGKILL);
+	/* like a terminal going away: SIGHUP, then SIGKILL for the stubborn */
+	op->closing = true;
+	op->deadline_ms = ag_now_ms() + 2000;
+	return exec_op_signal(op, SIGHUP);
 }
 
 int exec_op_signal(Op *op, int sig)

@@ -63,6 +63,7 @@ struct Op {
 	bool exited;
 	int status;
 	bool timed_out;
+	bool closing;       /* pty closed by the host: SIGHUP sent, SIGKILL at deadline */
 	uint64_t start_ms, deadline_ms, grace_ms;
 	uint64_t bg_target;
 
@@ -116,6 +117,7 @@ void exec_op_progress(Op *op);   /* completion checks; may finish op */
 void exec_op_timer(Op *op, uint64_t now);
 void exec_op_cancel(Op *op, bool disconnect);
 int exec_op_signal(Op *op, int sig);
+int exec_op_close(Op *op);      /* cancel: SIGKILL; ptys SIGHUP first */
 int exec_pty_resize(Op *op, unsigned rows, unsigned cols);
 void bg_op(Agent *ag, uint64_t id, const char *op, struct json_object *req);
 void bg_read(Bg *b, int fd);

@@ -472,7 +472,7 @@ static void handle_req(Agent *ag, uint64_t id, struct json_object *hdr)
 				r = -EINVAL;
 		} else {
 			if (t->kind == OP_EXEC || t->kind == OP_PTY) {
-				r = exec_op_signal(t, SIGKILL);
+				r = exec_op_close(t);
 			} else if (t->kind == OP_BGWAIT) {
 				ag_reply_err(ag, t->id, -ECANCELED, "bg_wait");
 				ag_op_finish(t);

@@ -375,6 +375,23 @@ static void test_fsfreeze_blocks_writes(void **state)
 	char *out = sh(vm, "cat /root/freeze-test; rm /root/freeze-test", NULL);
 	assert_string_equal(out, "frozen-ok\n");
 	free(out);
+
+	/* a freeze never outlives its deadline ... */
+	assert_int_equal(agent_fsfreeze_sync(vm->agent, 1500, 60000, &n, &e), 0);
+	bool never = false;
+	pump(vm->agent, &never, 2500);
+	struct json_object *res = NULL;
+	assert_int_equal(agent_call_sync(vm->agent, "fsfreeze_status", NULL, 60000, &res, &e), 0);
+	assert_int_equal(json_object_get_int(json_object_object_get(res, "count")), 0);
+	json_object_put(res);
+	/* ... nor the host connection that asked for it */
+	assert_int_equal(agent_fsfreeze_sync(vm->agent, 120000, 60000, &n, &e), 0);
+	assert_int_equal(testvm_reconnect(vm, 60000, &e), 0);
+	res = NULL;
+	assert_int_equal(agent_call_sync(vm->agent, "fsfreeze_status", NULL, 60000, &res, &e), 0);
+	assert_int_equal(json_object_get_int(json_object_object_get(res, "count")), 0);
+	json_object_put(res);
+	free(sh(vm, "echo ok > /root/after-thaw && rm /root/after-thaw", NULL));
 }
 
 static void test_identity_refresh(void **state)

@@ -456,6 +456,24 @@ static void test_pty(void **state)
 	assert_true(s.done);
 	assert_non_null(strstr(s.buf, "got:typed"));
 	assert_int_equal(s.res.exit_code, 3);
+
+	/* closing a terminal: SIGHUP, and SIGKILL for what ignores it */
+	Sink h = {0}, k = {0};
+	AgentOp *oh, *ok;
+	AgentExecSpec sh = {.shell = "exec sleep 7310", .pty = true};
+	AgentExecSpec sk = {.shell = "trap '' HUP; sleep 7311; true", .pty = true};
+	assert_int_equal(agent_exec_start(f->c, &sh, 0, &SINK, &h, &oh, &e), 0);
+	assert_int_equal(agent_exec_start(f->c, &sk, 0, &SINK, &k, &ok, &e), 0);
+	loop_until(f->c, never_done, NULL, 500);
+	uint64_t t0 = agent_now_ms();
+	assert_int_equal(agent_op_cancel(oh), 0);
+	assert_int_equal(agent_op_cancel(ok), 0);
+	loop_until(f->c, sink_is_done, &h, 10000);
+	loop_until(f->c, sink_is_done, &k, 10000);
+	assert_int_equal(h.res.signal, SIGHUP);
+	assert_int_equal(k.res.signal, SIGKILL);
+	assert_false(k.res.timed_out);
+	assert_true(agent_now_ms() - t0 >= 1900);
 }
 
 static void test_files(void **state)
