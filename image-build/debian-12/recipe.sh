@@ -20,10 +20,12 @@ DEB_CMDLINE="console=ttyS0 root=/dev/vda rootfstype=ext4 rw net.ifnames=0 fsck.m
 deb_packages() { grep -v '^\s*\(#\|$\)' "$IB/debian-12/packages" | tr -s ' \t' '\n\n' | grep -v '^$'; }
 
 # Debian sources as the host's apt has them (only Debian's own archives for
-# this suite, main), one "deb URI SUITE main" line each.
+# this suite, main), one "deb URI SUITE main" line each, URIs without a
+# trailing slash, sorted: the same text whether or not the host has package
+# lists (the fallback is Debian's default mirrors), so the cache key is too.
 deb_sources_uncached() {
 	apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Identifier: Packages' 2>/dev/null |
-		awk -v s="$DEB_SUITE" '$2 ~ ("^" s "(-updates|-security)?$") && $3 == "main" { print "deb " $1 " " $2 " main" }' |
+		awk -v s="$DEB_SUITE" '$2 ~ ("^" s "(-updates|-security)?$") && $3 == "main" { sub("/+$", "", $1); print "deb " $1 " " $2 " main" }' |
 		LC_ALL=C sort -u
 }
 deb_sources() {
