@@ -164,20 +164,24 @@ static bool is_mutating(const char *m)
 	       !strcmp(m, "DELETE");
 }
 
-static void fill_actor(FlAuth *a, FlHttpReq *req)
+/* Sets req->actor from the bearer token (the authenticator has just cached
+ * it); returns the token's role, which the router leaves unset on a 403. */
+static FlRole fill_actor(FlAuth *a, FlHttpReq *req)
 {
-	if (req->actor[0])
-		return;
 	const char *h = fl_http_header(req, "Authorization");
 	char hash[FL_DB_HASH_HEX], id[FL_DB_ID_MAX];
+	FlRole role = req->role;
 	if (h && !strncasecmp(h, "Bearer ", 7) && fl_db_token_wellformed(h + 7)) {
 		fl_db_token_hash(h + 7, hash);
-		if (cache_get(a, hash, id, NULL)) {
-			snprintf(req->actor, sizeof(req->actor), "%s", id);
-			return;
+		if (cache_get(a, hash, id, &role)) {
+			if (!req->actor[0])
+				snprintf(req->actor, sizeof(req->actor), "%s", id);
+			return role;
 		}
 	}
-	snprintf(req->actor, sizeof(req->actor), "anonymous");
+	if (!req->actor[0])
+		snprintf(req->actor, sizeof(req->actor), "anonymous");
+	return role;
 }
 
 static struct json_object *request_details(const FlHttpReq *req, const char *phase)
@@ -230,10 +234,11 @@ static void request_end(FlApp *app, FlHttpReq *req, int status)
 	if (!strcmp(req->method, "GET") &&
 	    (!strcmp(req->path, "/v1/health") || !strcmp(req->path, "/metrics")))
 		return;
-	fill_actor(a, req);
+	FlRole role = fill_actor(a, req);
 	_cleanup_(json_object_putp) struct json_object *d =
 		request_details(req, is_mutating(req->method) ? "end" : NULL);
 	FlAuditEvent ev = fl_audit_event(req, "http.request", request_sandbox(req), d);
+	ev.role = fl_role_name(role);
 	ev.status = status;
 	if (fl_db_audit(a->db, &ev, NULL, &err) < 0) {
 		/* Only reads and already-answered requests get here: log, rate-limited. */

@@ -10,7 +10,7 @@
  * fresh connection, which is safe because nothing has run yet. A failure
  * after BEGIN is reported (-ENOTCONN) and never retried here, since the
  * caller must not be told "done" about something that may not be. After a
- * failed connect the pool answers -ENOTCONN at once for a second instead
+ * failed connect the pool answers -ENOTCONN at once for 250 ms instead
  * of making every request wait for the connect timeout.
  */
 #include <errno.h>
@@ -22,7 +22,7 @@
 
 #include "db-internal.h"
 
-#define DOWN_BACKOFF_MS 1000
+#define DOWN_BACKOFF_MS 250
 #define MIGRATION_LOCK "7324151001" /* pg_advisory_lock key for migrations */
 
 struct FlDb {

@@ -12,7 +12,7 @@
  * Errors (negative errno, err carries a message):
  *   -ENOTCONN  PostgreSQL unreachable or the connection died (the HTTP
  *              layer's errno table maps it to 503). After a failure the
- *              pool does not retry connecting for a second, so a dead
+ *              pool does not retry connecting for 250 ms, so a dead
  *              database costs callers no connect timeout each.
  *   -EAGAIN    serialisation failure / deadlock (503, retry)
  *   -EINVAL    bad argument or a value PostgreSQL rejected (400)
