@@ -58,13 +58,6 @@ FL_DEFINE_CLEANUP(DIR *, closedir)
 
 /* ---- SHA-256 (FIPS 180-4) ------------------------------------------------ */
 
-typedef struct Sha256 {
-	uint32_t h[8];
-	uint64_t len;
-	uint8_t buf[64];
-	size_t fill;
-} Sha256;
-
 static const uint32_t K256[64] = {
 	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
 	0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
@@ -80,7 +73,7 @@ static const uint32_t K256[64] = {
 
 static uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-static void sha_block(Sha256 *s, const uint8_t *p)
+static void sha_block(FlSha256 *s, const uint8_t *p)
 {
 	uint32_t w[64], a, b, c, d, e, f, g, h;
 	for (int i = 0; i < 16; i++)
@@ -103,7 +96,7 @@ static void sha_block(Sha256 *s, const uint8_t *p)
 	s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
 }
 
-static void sha_init(Sha256 *s)
+void fl_api_sha256_init(FlSha256 *s)
 {
 	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
 				       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
@@ -112,7 +105,7 @@ static void sha_init(Sha256 *s)
 	s->fill = 0;
 }
 
-static void sha_update(Sha256 *s, const void *data, size_t len)
+void fl_api_sha256_update(FlSha256 *s, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 	s->len += len;
@@ -127,16 +120,16 @@ static void sha_update(Sha256 *s, const void *data, size_t len)
 	}
 }
 
-static void sha_hex(Sha256 *s, char out[65])
+void fl_api_sha256_hex(FlSha256 *s, char out[65])
 {
 	uint64_t bits = s->len * 8;
 	uint8_t pad = 0x80, zero = 0, lenb[8];
-	sha_update(s, &pad, 1);
+	fl_api_sha256_update(s, &pad, 1);
 	while (s->fill != 56)
-		sha_update(s, &zero, 1);
+		fl_api_sha256_update(s, &zero, 1);
 	for (int i = 0; i < 8; i++)
 		lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-	sha_update(s, lenb, 8);
+	fl_api_sha256_update(s, lenb, 8);
 	for (int i = 0; i < 8; i++)
 		snprintf(out + 8 * i, 9, "%08x", s->h[i]);
 }
@@ -378,7 +371,7 @@ static int parse_exec(FlHttpReq *req, struct json_object *body, ExecReq *x)
 /* ---- command records ---------------------------------------------------- */
 
 typedef struct StreamAcc {
-	Sha256 sha;
+	FlSha256 sha;
 	uint64_t total;
 	char *kept;
 	size_t kept_len;
@@ -459,8 +452,8 @@ static struct json_object *run_json(Run *run, const ExecReq *x, bool done)
 		json_object_object_add(o, key, json_object_new_boolean(s->total > s->kept_len));
 		snprintf(key, sizeof(key), "%s_sha256", names[k]);
 		if (done) {
-			Sha256 copy = s->sha;
-			sha_hex(&copy, hex);
+			FlSha256 copy = s->sha;
+			fl_api_sha256_hex(&copy, hex);
 			json_object_object_add(o, key, json_object_new_string(hex));
 		} else {
 			json_object_object_add(o, key, NULL);
@@ -514,7 +507,7 @@ static int run_begin(Run *run, const ExecReq *x)
 	for (int k = 0; k < 2; k++) {
 		char path[PATH_MAX + 80];
 		snprintf(path, sizeof(path), "%s/%s.%s", run->dir, run->cmd_id, ext[k]);
-		sha_init(&run->s[k].sha);
+		fl_api_sha256_init(&run->s[k].sha);
 		run->s[k].fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (run->s[k].fd < 0)
 			fl_log_warn("command output %s: %m", path);
@@ -540,8 +533,8 @@ static struct json_object *run_end(Run *run, const ExecReq *x)
 		FlError err = {0};
 		char hex[2][65];
 		for (int k = 0; k < 2; k++) {
-			Sha256 copy = run->s[k].sha;
-			sha_hex(&copy, hex[k]);
+			FlSha256 copy = run->s[k].sha;
+			fl_api_sha256_hex(&copy, hex[k]);
 		}
 		FlDbCommandEnd ce = {
 			.has_exit_code = run->has_exit, .exit_code = run->exit_code, .signal = run->signal,
@@ -691,7 +684,7 @@ static void on_output(Run *run, int stream, const unsigned char *buf, size_t len
 	int k = stream == 2 ? 1 : 0;
 	StreamAcc *s = &run->s[k];
 	s->total += len;
-	sha_update(&s->sha, buf, len);
+	fl_api_sha256_update(&s->sha, buf, len);
 	if (s->fd >= 0) {
 		size_t off = 0;
 		while (off < len) {

@@ -58,6 +58,11 @@ static bool is_dir(const char *p)
 	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+const char *fl_api_image_dir(void)
+{
+	return svc.image_dir;
+}
+
 FlEngine *fl_api_engine(FlHttpReq *req)
 {
 	return req->app ? req->app->engine : NULL;
@@ -413,15 +418,12 @@ static void engine_status_extend(FlApp *app, struct json_object *status)
 	if (!st)
 		return;
 	int64_t n = 0;
-	static const char *const counted[] = {"CREATED", "STARTING", "RUNNING", "STOPPED", "ERROR"};
-	struct json_object *states;
-	if (json_object_object_get_ex(st, "states", &states)) {
-		for (size_t i = 0; i < FL_ARRAY_SIZE(counted); i++)
-			if (json_object_object_get_ex(states, counted[i], &v))
-				n += json_object_get_int64(v);
-	} else if (json_object_object_get_ex(st, "sandboxes", &v) &&
-		   json_object_is_type(v, json_type_int)) {
-		n = json_object_get_int64(v);
+	if (json_object_object_get_ex(st, "sandboxes", &v) && json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, k, cnt)
+		{
+			(void)k;
+			n += json_object_get_int64(cnt);
+		}
 	}
 	if (json_object_object_get_ex(status, "capacity", &cap))
 		json_object_object_add(cap, "sandboxes", json_object_new_int64(n));
