@@ -112,6 +112,11 @@ fetch_kernel() {
 		rm -rf "$dir"
 		mv -T "$tmp/unpacked" "$dir"
 		rmdir "$tmp"
+		# Only the current kernel package is kept unpacked.
+		local old
+		for old in "$CACHE"/kernels/linux-image-*; do
+			[ "$old" = "$dir" ] || rm -rf "$old"
+		done
 	fi
 	echo "$dir"
 }
