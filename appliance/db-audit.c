@@ -203,6 +203,12 @@ int fl_db_audit_verify(FlDb *db, struct json_object **ret_report, FlError *err)
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	}
 	json_object_object_add(rep, "problems", problems);
+	/* The anchor only moves after a commit: read before the snapshot, its
+	 * row is always in it (rows committed meanwhile are not). */
+	int64_t aid;
+	char ahash[FL_DB_HASH_HEX];
+	const char *apath;
+	fl_db_anchor_get(db, &aid, ahash, &apath);
 	r = fl_dbtx_begin(db, &tx, true, err);
 	if (r < 0)
 		return r;
@@ -289,10 +295,6 @@ int fl_db_audit_verify(FlDb *db, struct json_object **ret_report, FlError *err)
 		}
 	}
 
-	int64_t aid;
-	char ahash[FL_DB_HASH_HEX];
-	const char *apath;
-	fl_db_anchor_get(db, &aid, ahash, &apath);
 	if (aid > 0) {
 		char idbuf[32];
 		snprintf(idbuf, sizeof(idbuf), "%" PRId64, aid);
