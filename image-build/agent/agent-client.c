@@ -471,6 +471,12 @@ static int on_frame(void *userdata, struct json_object *hdr, const uint8_t *p, s
 		return handle_hello(c, hdr);
 	if (c->state != ST_READY)
 		return proto_err(c, "frame before hello");
+	if (!strcmp(type, "reset")) {
+		/* the agent lost our session (restarted, or resynchronised) */
+		const char *why = agent_json_get_str(hdr, "reason");
+		die(c, -ECONNRESET, "agent reset the session: %.200s", why ? why : "no reason given");
+		return -ECONNRESET;
+	}
 	c->have_sync = false;
 	uint64_t id;
 	if (agent_json_get_u64(hdr, "id", &id) < 0 || id == 0 || id >= c->next_id)

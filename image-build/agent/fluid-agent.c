@@ -281,6 +281,20 @@ void ag_op_finish(Op *op)
 
 /* ---- sessions ---------------------------------------------------------- */
 
+/* Tells a host that may still believe in an old session (the agent was
+ * restarted, or the stream broke) that it is gone. A host still looking
+ * for its hello reply skips this as stale bytes; a ready one reconnects. */
+static void send_reset(Agent *ag, const char *why)
+{
+	if (ag->rfd < 0)
+		return;
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "type", json_object_new_string("reset"));
+	json_object_object_add(o, "reason", json_object_new_string(why));
+	agent_frame_append(&ag->outq, o, NULL, 0);
+	json_object_put(o);
+}
+
 static void session_end(Agent *ag, const char *why)
 {
 	if (ag->session && ag->verbose)
@@ -338,6 +352,7 @@ static void conn_open(Agent *ag, int rfd, int wfd)
 	ag->have_sync = false;
 	agent_buf_clear(&ag->outq);
 	agent_framer_hunt(ag->fr, NULL);
+	send_reset(ag, "agent (re)started or host reconnected");
 	if (ag->verbose)
 		ag_log("host connected");
 }
@@ -612,6 +627,7 @@ static void conn_read(Agent *ag)
 			if (ag->verbose)
 				ag_log("protocol error (%s): resynchronising", strerror(-r));
 			session_end(ag, "protocol error");
+			send_reset(ag, "protocol error");
 			return;
 		}
 	}
@@ -1075,6 +1091,7 @@ int main(int argc, char **argv)
 		    now >= ag->last_rx_ms + PARTIAL_FRAME_TIMEOUT_MS) {
 			/* A frame cut short long ago: stale bytes from an old host. */
 			session_end(ag, "incomplete frame timed out");
+			send_reset(ag, "incomplete frame timed out");
 		}
 	}
 	sys_thaw_all("exit");

@@ -516,6 +516,63 @@ static void test_background_survives_reconnect(void **state)
 	json_object_put(res);
 }
 
+typedef struct StateRec {
+	int calls;
+	int r;
+} StateRec;
+
+static void state_rec(AgentClient *c, int r, const FlError *err, void *ud)
+{
+	StateRec *s = ud;
+	s->calls++;
+	s->r = r;
+}
+
+/* The agent dies and is restarted by init/systemd under a connected host:
+ * virtio-serial gives the host no sign of it, the agent's reset frame does. */
+static void test_agent_restart_detected(void **state)
+{
+	TestVm *vm = vm_of(state);
+	FlError e = {0};
+	assert_int_equal(testvm_reconnect(vm, 60000, &e), 0);
+	int64_t pid = json_object_get_int64(json_object_object_get(agent_client_hello(vm->agent), "pid"));
+	AgentClient *c;
+	StateRec sr = {0};
+	AgentClientOptions o = {.on_state = state_rec, .userdata = &sr};
+	agent_client_free(vm->agent);
+	vm->agent = NULL;
+	assert_int_equal(agent_client_new(vm->agent_sock, &o, &c, &e), 0);
+	assert_int_equal(agent_wait_ready_sync(c, 60000, &e), 0);
+	/* upgrade in place: the restarted agent is this tree's build (atomic
+	 * replace; the running binary is not disturbed) */
+	char bin[512];
+	snprintf(bin, sizeof(bin), "%s/build/fluid-agent", testvm_root());
+	int fd = open(bin, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	AgentFileAttrs at = {.mode = 0755};
+	assert_int_equal(agent_file_put_sync(c, fd, "/usr/sbin/fluid-agent", &at, 120000, NULL, &e), 0);
+	close(fd);
+	char cmd[80];
+	snprintf(cmd, sizeof(cmd), "sleep 1; kill -9 %lld", (long long)pid);
+	AgentExecSpec s = {.shell = cmd, .background = true};
+	struct json_object *a;
+	assert_int_equal(agent_exec_args(&s, &a, &e), 0);
+	assert_int_equal(agent_call_sync(c, "exec", a, 60000, NULL, &e), 0);
+	uint64_t end = agent_now_ms() + 60000;
+	while (agent_client_fd(c) >= 0 && agent_now_ms() < end) {
+		struct pollfd p = {.fd = agent_client_fd(c), .events = agent_client_poll_events(c)};
+		int r = poll(&p, 1, 100);
+		agent_client_dispatch(c, r > 0 ? p.revents : 0);
+	}
+	assert_int_equal(sr.calls, 2);
+	assert_int_equal(sr.r, -ECONNRESET);
+	agent_client_free(c);
+	assert_int_equal(testvm_reconnect(vm, 60000, &e), 0);
+	int64_t pid2 = json_object_get_int64(json_object_object_get(agent_client_hello(vm->agent), "pid"));
+	assert_true(pid2 != pid);
+	free(sh(vm, "true", NULL));
+}
+
 /* Polls a QMP query until member "status" differs from `while_status`. */
 static int qmp_wait_status(QmpClient *q, const char *query, const char *while_status,
 			   char *final, size_t fsz)
@@ -650,6 +707,7 @@ int main(void)
 		cmocka_unit_test(test_pty_session),
 		cmocka_unit_test(test_background_survives_reconnect),
 		cmocka_unit_test(test_identity_refresh),
+		cmocka_unit_test(test_agent_restart_detected),
 	};
 	const char *only = getenv("FLUID_AGENT_VM_IMAGES");
 	int fails = 0;

@@ -495,6 +495,7 @@ static const Hostile hostile[] = {
 	{"not json", NULL, 1, -EPROTO},
 	{"json array", NULL, 2, -EPROTO},
 	{"bad magic", NULL, 3, -EPROTO},
+	{"agent reset", "{\"type\":\"reset\",\"reason\":\"restarted\"}", 0, -ECONNRESET},
 	{"foreign sync", NULL, 4, -EPROTO},
 	{"data after eof", NULL, 6, -EPROTO},
 	{"window overrun in pieces", NULL, 7, -EPROTO},
