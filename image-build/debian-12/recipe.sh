@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # fluid image recipe: debian-12. Sourced by image-build/build-images (see
 # tiny/recipe.sh for the environment).
 #

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # Shared helpers for image-build/build-images and the per-image recipes.
 # Sourced (bash), never executed. Everything here is boot-free and mount-free:
 # file systems are made with `mke2fs -d`, edited with `debugfs`.

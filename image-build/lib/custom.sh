@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # build-images --custom NAME (--rootfs TARBALL | --qcow2 FILE): a user's own
 # base image with fluid-agent installed, without booting it and without
 # mounting anything (mke2fs -d for tarballs, debugfs for disks).

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # fluid image recipe: tiny. Sourced by image-build/build-images, which sets
 # IB (image-build dir), ROOT, CACHE, AGENT, AGENT_SHA and sources lib/common.sh.
 #
