@@ -216,7 +216,15 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 			fl_error_prefix(err, "template boot of %s (console: %s)", img->name, vm.console_path);
 			goto fail_vm;
 		}
-		r = agent_call_sync(ac, "sync", NULL, 60000, NULL, err);
+		/* Let the guest finish booting (systemd images) so that clones do
+		 * not each redo the rest of the boot, then flush its caches. */
+		AgentExecSpec settle = {
+			.shell = "if command -v systemctl >/dev/null; then "
+				 "timeout 240 systemctl is-system-running --wait >/dev/null 2>&1; fi; sync",
+			.timeout_ms = 300000,
+		};
+		AgentExecResult res;
+		r = agent_exec_sync(ac, &settle, -1, -1, -1, 310000, &res, err);
 		if (r < 0)
 			goto fail_vm;
 	} /* the agent is disconnected before the save: clones start unconnected */
