@@ -1052,10 +1052,11 @@ static int get_command_output(FlHttpReq *req)
 		  "Cache-Control: no-store\r\nContent-Length: %lld\r\n\r\n",
 		  (long long)size);
 	req->responded = true;
-	char buf[65536];
-	off_t left = size;
+	/* heap: civetweb worker stacks are small (~100 KiB) */
+	_cleanup_free_ char *buf = malloc(65536);
+	off_t left = buf ? size : 0;
 	while (left > 0) {
-		ssize_t n = read(fd, buf, (size_t)(left < (off_t)sizeof(buf) ? left : (off_t)sizeof(buf)));
+		ssize_t n = read(fd, buf, (size_t)(left < 65536 ? left : 65536));
 		if (n <= 0 || mg_write(req->conn, buf, (size_t)n) <= 0)
 			break;
 		left -= n;

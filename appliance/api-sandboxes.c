@@ -143,7 +143,7 @@ static int post_sandboxes(FlHttpReq *req)
 	};
 	FlError err = {0};
 	_cleanup_(json_object_putp) struct json_object *rec = NULL;
-	r = fl_engine_create(e, &spec, &rec, &err);
+	r = fl_api_create(e, &spec, &rec, &err);
 	if (r < 0) {
 		if (r == -ENOENT && from_sb)
 			return fl_api_fail(req, r, &err);
@@ -307,7 +307,7 @@ static int delete_sandbox(FlHttpReq *req)
 		return r;
 	if ((r = db_gate(req)) < 0)
 		return r;
-	r = fl_engine_destroy(fl_api_engine(req), id, &err);
+	r = fl_api_destroy(fl_api_engine(req), id, &err);
 	if (r < 0)
 		return r == -ENOENT ? fl_http_fail(req, r, "no sandbox '%s'", id) : fl_api_fail(req, r, &err);
 	_cleanup_(json_object_putp) struct json_object *sb = fl_api_sandbox_json(rec);
@@ -340,7 +340,7 @@ static int post_start(FlHttpReq *req)
 		return r;
 	if ((r = db_gate(req)) < 0)
 		return r;
-	r = fl_engine_start(fl_api_engine(req), id, &err);
+	r = fl_api_start(fl_api_engine(req), id, &err);
 	if (r < 0)
 		return fl_api_fail(req, r, &err);
 	_cleanup_(json_object_putp) struct json_object *sb = sandbox_of(req, id);
@@ -369,7 +369,7 @@ static int post_stop(FlHttpReq *req)
 		return r;
 	if ((r = db_gate(req)) < 0)
 		return r;
-	r = fl_engine_stop(fl_api_engine(req), id, &err);
+	r = fl_api_stop(fl_api_engine(req), id, &err);
 	if (r < 0)
 		return fl_api_fail(req, r, &err);
 	_cleanup_(json_object_putp) struct json_object *sb = sandbox_of(req, id);

@@ -96,7 +96,7 @@ static int create_snapshot(FlHttpReq *req, bool fluidsh)
 	if ((r = db_gate(req)) < 0)
 		return r;
 	_cleanup_(json_object_putp) struct json_object *res = NULL;
-	r = fl_engine_snapshot(fl_api_engine(req), id, name, memory, &res, &err);
+	r = fl_api_snapshot(fl_api_engine(req), id, name, memory, &res, &err);
 	if (r == -EEXIST)
 		return fl_http_fail(req, r, "sandbox %s already has a snapshot '%s'", id, name);
 	if (r < 0)
@@ -155,7 +155,7 @@ static int post_restore(FlHttpReq *req)
 		return r;
 	if ((r = db_gate(req)) < 0)
 		return r;
-	r = fl_engine_restore(fl_api_engine(req), id, name, &err);
+	r = fl_api_restore(fl_api_engine(req), id, name, &err);
 	if (r < 0)
 		return fl_api_fail(req, r, &err);
 	audit(req, "snapshot.restore", id, name);
@@ -180,7 +180,7 @@ static int delete_snapshot(FlHttpReq *req)
 		return fl_http_fail(req, -EINVAL, "invalid snapshot name");
 	if ((r = db_gate(req)) < 0)
 		return r;
-	r = fl_engine_snapshot_delete(fl_api_engine(req), id, name, &err);
+	r = fl_api_snapshot_delete(fl_api_engine(req), id, name, &err);
 	if (r < 0)
 		return fl_api_fail(req, r, &err);
 	audit(req, "snapshot.delete", id, name);

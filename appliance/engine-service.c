@@ -303,6 +303,109 @@ void fl_api_publish(const char *sandbox_id, const char *type, struct json_object
 		fl_events_publish(sandbox_id, type, data);
 }
 
+/* ---- engine calls on a big stack ---------------------------------------------- */
+
+typedef enum JobKind { JOB_CREATE, JOB_START, JOB_STOP, JOB_DESTROY, JOB_SNAPSHOT, JOB_RESTORE,
+		       JOB_SNAPSHOT_DELETE } JobKind;
+
+typedef struct Job {
+	JobKind kind;
+	FlEngine *e;
+	const FlSandboxSpec *spec;
+	const char *id, *name;
+	bool memory;
+	struct json_object **ret;
+	FlError *err;
+	int r;
+} Job;
+
+static void *job_main(void *arg)
+{
+	Job *j = arg;
+	switch (j->kind) {
+	case JOB_CREATE:
+		j->r = fl_engine_create(j->e, j->spec, j->ret, j->err);
+		break;
+	case JOB_START:
+		j->r = fl_engine_start(j->e, j->id, j->err);
+		break;
+	case JOB_STOP:
+		j->r = fl_engine_stop(j->e, j->id, j->err);
+		break;
+	case JOB_DESTROY:
+		j->r = fl_engine_destroy(j->e, j->id, j->err);
+		break;
+	case JOB_SNAPSHOT:
+		j->r = fl_engine_snapshot(j->e, j->id, j->name, j->memory, j->ret, j->err);
+		break;
+	case JOB_RESTORE:
+		j->r = fl_engine_restore(j->e, j->id, j->name, j->err);
+		break;
+	case JOB_SNAPSHOT_DELETE:
+		j->r = fl_engine_snapshot_delete(j->e, j->id, j->name, j->err);
+		break;
+	}
+	return NULL;
+}
+
+static int run_job(Job *j)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 8u << 20); /* address space only */
+	int r = pthread_create(&t, &attr, job_main, j);
+	pthread_attr_destroy(&attr);
+	if (r != 0)
+		return fl_error_set(j->err, -r, "cannot start an engine thread: %s", strerror(r));
+	pthread_join(t, NULL);
+	return j->r;
+}
+
+int fl_api_create(FlEngine *e, const FlSandboxSpec *spec, struct json_object **ret, FlError *err)
+{
+	Job j = {.kind = JOB_CREATE, .e = e, .spec = spec, .ret = ret, .err = err};
+	return run_job(&j);
+}
+
+int fl_api_start(FlEngine *e, const char *id, FlError *err)
+{
+	Job j = {.kind = JOB_START, .e = e, .id = id, .err = err};
+	return run_job(&j);
+}
+
+int fl_api_stop(FlEngine *e, const char *id, FlError *err)
+{
+	Job j = {.kind = JOB_STOP, .e = e, .id = id, .err = err};
+	return run_job(&j);
+}
+
+int fl_api_destroy(FlEngine *e, const char *id, FlError *err)
+{
+	Job j = {.kind = JOB_DESTROY, .e = e, .id = id, .err = err};
+	return run_job(&j);
+}
+
+int fl_api_snapshot(FlEngine *e, const char *id, const char *name, bool memory,
+		    struct json_object **ret, FlError *err)
+{
+	Job j = {.kind = JOB_SNAPSHOT, .e = e, .id = id, .name = name, .memory = memory, .ret = ret,
+		 .err = err};
+	return run_job(&j);
+}
+
+int fl_api_restore(FlEngine *e, const char *id, const char *name, FlError *err)
+{
+	Job j = {.kind = JOB_RESTORE, .e = e, .id = id, .name = name, .err = err};
+	return run_job(&j);
+}
+
+int fl_api_snapshot_delete(FlEngine *e, const char *id, const char *name, FlError *err)
+{
+	Job j = {.kind = JOB_SNAPSHOT_DELETE, .e = e, .id = id, .name = name, .err = err};
+	return run_job(&j);
+}
+
 /* ---- database mirror ---------------------------------------------------- */
 
 /* The sandbox records on disk are the source of truth; the database keeps

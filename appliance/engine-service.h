@@ -52,6 +52,22 @@
 #pragma weak fl_engine_prepare_template
 #endif
 
+/*
+ * Engine operations that talk QMP run on a helper thread with a roomy
+ * stack: Debian's civetweb gives its workers ~100 KiB stacks and libqmp
+ * reads into a 64 KiB stack buffer, which overflows past the guard page
+ * into a neighbouring thread's stack (seen as random SIGSEGVs). Same
+ * contracts as the fl_engine_* functions they wrap.
+ */
+int fl_api_create(FlEngine *e, const FlSandboxSpec *spec, struct json_object **ret, FlError *err);
+int fl_api_start(FlEngine *e, const char *id, FlError *err);
+int fl_api_stop(FlEngine *e, const char *id, FlError *err);
+int fl_api_destroy(FlEngine *e, const char *id, FlError *err);
+int fl_api_snapshot(FlEngine *e, const char *id, const char *name, bool memory,
+		    struct json_object **ret, FlError *err);
+int fl_api_restore(FlEngine *e, const char *id, const char *name, FlError *err);
+int fl_api_snapshot_delete(FlEngine *e, const char *id, const char *name, FlError *err);
+
 /* Guest address under user-mode networking (slirp): every sandbox has it. */
 #define FL_GUEST_IP "10.0.2.15"
 

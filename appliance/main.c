@@ -19,12 +19,14 @@ typedef struct Command {
 
 static int cmd_help(int argc, char **argv);
 static int cmd_version(int argc, char **argv);
+int fl_cmd_sandbox(int argc, char **argv); /* cli-sandbox.c */
 
 static const Command commands[] = {
 	{"serve", fl_cmd_serve, "run the server (REST API, web UI, sandbox engine)"},
 	{"status", fl_cmd_status, "show the running server's status (accelerator, capacity)"},
 	{"config", fl_cmd_config, "check or show the configuration"},
 	{"accel", fl_cmd_accel, "run the KVM/TCG accelerator probe"},
+	{"sandbox", fl_cmd_sandbox, "create, list, exec in, copy to/from, snapshot, destroy sandboxes"},
 	{"token", fl_cmd_token, "create, list or revoke API tokens (admin)"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
 	{"version", cmd_version, "print the version"},
