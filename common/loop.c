@@ -279,8 +279,9 @@ int fl_loop_run(FlLoop *l)
 		}
 		free_dead(l);
 	}
-	l->running = false;
-	/* Posts queued before quit still run so their waiters are released. */
+	/* Posts queued before quit still run (on this thread) so that their
+	 * waiters are released. */
 	run_posts(l);
+	l->running = false;
 	return 0;
 }

@@ -7,3 +7,8 @@ $(B)/libcommon.a: $(COMMON_SRCS:%.c=$(B)/obj/%.o)
 $(B)/libcommon-asan.a: $(COMMON_SRCS:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	ar rcs $@ $^
+
+$(B)/tests/unit/test-loop: $(B)/asan/tests/unit/test-loop.o $(B)/libcommon-asan.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ -lcmocka -lpthread
+UNIT_TESTS += $(B)/tests/unit/test-loop
