@@ -240,6 +240,9 @@ static void request_end(FlApp *app, FlHttpReq *req, int status)
 	FlAuditEvent ev = fl_audit_event(req, "http.request", request_sandbox(req), d);
 	ev.role = fl_role_name(role);
 	ev.status = status;
+	/* Reads, and the end of a change whose begin row is durable already:
+	 * no need to wait for the WAL flush after the answer was sent. */
+	ev.lazy = true;
 	if (fl_db_audit(a->db, &ev, NULL, &err) < 0) {
 		/* Only reads and already-answered requests get here: log, rate-limited. */
 		uint64_t n = __atomic_add_fetch(&a->audit_failures, 1, __ATOMIC_RELAXED);

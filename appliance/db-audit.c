@@ -104,6 +104,9 @@ int fl_db_audit(FlDb *db, const FlAuditEvent *ev, int64_t *ret_id, FlError *err)
 	int r = fl_dbtx_begin(db, &tx, true, err);
 	if (r < 0)
 		return r;
+	if (ev->lazy &&
+	    (r = fl_dbtx_exec(&tx, NULL, err, "SET LOCAL synchronous_commit = off", 0, NULL)) < 0)
+		return r;
 	r = fl_db_audit_tx(&tx, ev, &id, hash, err);
 	if (r < 0)
 		return r;

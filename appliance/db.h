@@ -85,6 +85,13 @@ typedef struct FlAuditEvent {
 	const char *sandbox_id; /* NULL when not about one sandbox */
 	int status;             /* HTTP status, or 0 */
 	struct json_object *details; /* borrowed, may be NULL (stored as jsonb) */
+	/*
+	 * fl_db_audit() only: commit without waiting for PostgreSQL's WAL flush
+	 * (synchronous_commit off). A crash of PostgreSQL may then lose the
+	 * last such rows (the chain stays intact). For rows written after the
+	 * fact, e.g. of read requests; never for the row that admits a change.
+	 */
+	bool lazy;
 } FlAuditEvent;
 
 /*
