@@ -504,6 +504,17 @@ static void test_files(void **state)
 	assert_int_equal(pread(fd, back, n, 0), (ssize_t)n);
 	assert_memory_equal(back, buf, n);
 	close(fd);
+	/* owner and group by name */
+	char owned[220];
+	snprintf(owned, sizeof(owned), "%s/owned", f->dir);
+	AgentFileAttrs ow = {.mode = 0604, .owner = "nobody", .group = "0"};
+	assert_int_equal(agent_file_put_buf_sync(f->c, "x", 1, owned, &ow, 30000, &e), 0);
+	assert_int_equal(stat(owned, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(st.st_mode & 07777, 0604);
+	AgentFileAttrs bad = {.mode = -1, .owner = "no-such-user-fluid"};
+	assert_int_equal(agent_file_put_buf_sync(f->c, "x", 1, owned, &bad, 30000, &e), -ESRCH);
 	/* replacing keeps the mode; empty files work */
 	assert_int_equal(agent_file_put_buf_sync(f->c, "", 0, path, NULL, 30000, &e), 0);
 	assert_int_equal(stat(path, &st), 0);
