@@ -32,8 +32,11 @@
  * (QEMU accepts the chardev connection at start). The client sends a hello
  * with a random nonce, discards every byte until the agent's sync+hello reply
  * carrying that nonce, and then is ready. A new connection (new client) is
- * needed after the socket drops; background processes in the guest survive
- * that, foreground execs, ptys and transfers of the old connection do not.
+ * needed after the socket drops, and after the agent says it lost the
+ * session (it was restarted in the guest, which virtio-serial does not show
+ * the host): on_state then reports -ECONNRESET. Background processes in the
+ * guest survive reconnects; foreground execs, ptys, transfers and an
+ * fsfreeze of the old connection do not.
  *
  * Ownership: json objects handed to callbacks are borrowed for the duration
  * of the callback (json_object_get() to keep them). json arguments passed in
