@@ -168,6 +168,13 @@ check "...first bad id 4, kind modified" jtrue 'not d["ok"] and d["first_bad_id"
 out=$("$FLUID" audit verify); rc=$?
 check "human verify output names row 4" grep -q 'first bad row 4' <<<"$out"
 check "GET /v1/audit/verify answers 200 with ok=false" test "$(code GET /v1/audit/verify "$ADMIN")" = 200
+# A row changed and its hash recomputed from psql (the documented formula):
+# the next row's link gives it away.
+H="encode(sha256(convert_to(concat_ws(E'\\n', 'fluid-audit-v1', prev_hash, id::text, ((extract(epoch FROM at) * 1000000)::bigint)::text, json_build_array(actor, role, action, sandbox_id, status)::text, coalesce(details::text, 'null')), 'UTF8')), 'hex')"
+check "the documented formula reproduces row 8's hash" test "$(q "select $H = hash from audit_events where id = 8")" = t
+qsu "begin; set local session_replication_role = replica; update audit_events set status = 299 where id = 8; update audit_events set hash = $H where id = 8; commit" >/dev/null
+out=$("$FLUID" audit verify --json)
+check "changed row with recomputed hash detected (relinked at 8)" jtrue 'any(p["kind"] == "relinked" and p["id"] == 8 for p in d["problems"]) and d["first_bad_id"] == 4' <<<"$out"
 qsu "begin; set local session_replication_role = replica; delete from audit_events where id = 6; commit" >/dev/null
 out=$("$FLUID" audit verify --json)
 check "deleted row detected" jtrue 'd["first_bad_id"] == 4 and any(p["kind"] == "deleted" and p["id"] == 6 for p in d["problems"])' <<<"$out"
