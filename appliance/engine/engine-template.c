@@ -287,8 +287,8 @@ int template_get(FlEngine *e, const Image *img, unsigned memory_mb, unsigned vcp
 	memset(t, 0, sizeof(*t));
 	t->memory_mb = memory_mb;
 	t->vcpus = vcpus;
-	snprintf(t->dir, sizeof(t->dir), "%s/%s-%.12s-%um-%uc-%s", e->templates_dir, img->name,
-		 img->inputs_hash, memory_mb, vcpus, e->cfg.accel);
+	snprintf(t->dir, sizeof(t->dir), "%s/%s-%.12s-%um-%uc-%s-d%d", e->templates_dir, img->name,
+		 img->inputs_hash, memory_mb, vcpus, e->cfg.accel, FL_DEVICE_SET);
 	pthread_mutex_lock(&e->tmpl_lock);
 	int r = template_load(t);
 	if (r < 0)

@@ -65,11 +65,22 @@ static bool sb_hidden(const Sandbox *sb)
 	return !strcmp(sb->pending, "pool");
 }
 
+/* Inspectors are internal VMs: reachable by id (to run the differ in
+ * them) but not listed and not counted. */
+static bool sb_internal(const Sandbox *sb)
+{
+	return !strcmp(sb->pending, "inspector");
+}
+
 static Sandbox *table_find(FlEngine *e, const char *id)
 {
-	for (size_t i = 0; i < e->n_sbs; i++)
-		if (!sb_hidden(e->sbs[i]) && (!strcmp(e->sbs[i]->id, id) || !strcmp(e->sbs[i]->name, id)))
-			return e->sbs[i];
+	for (size_t i = 0; i < e->n_sbs; i++) {
+		Sandbox *sb = e->sbs[i];
+		if (sb_hidden(sb))
+			continue;
+		if (!strcmp(sb->id, id) || (!sb_internal(sb) && !strcmp(sb->name, id)))
+			return sb;
+	}
 	return NULL;
 }
 
@@ -479,9 +490,12 @@ static int branch_source(FlEngine *e, const FlSandboxSpec *s, BranchSrc *src, Fl
 	return 0;
 }
 
-static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, bool pooled, struct json_object **ret,
+typedef enum CreateKind { CREATE_SANDBOX, CREATE_POOL, CREATE_INSPECTOR } CreateKind;
+
+static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, struct json_object **ret,
 			  FlError *err)
 {
+	bool pooled = ck != CREATE_SANDBOX; /* internal VMs skip the sandbox limit */
 	int r;
 	BranchSrc src = {0};
 	if (s->from_sandbox) {
@@ -498,8 +512,10 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, bool pooled, stru
 	if (!sb)
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	fl_random_hex(sb->id, FL_ID_LEN);
-	if (pooled)
+	if (ck == CREATE_POOL)
 		snprintf(sb->name, sizeof(sb->name), "pool-%.8s", sb->id);
+	else if (ck == CREATE_INSPECTOR)
+		snprintf(sb->name, sizeof(sb->name), "insp-%.8s", sb->id);
 	else if (s->name)
 		snprintf(sb->name, sizeof(sb->name), "%s", s->name);
 	else
@@ -580,8 +596,8 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, bool pooled, stru
 		fl_error_set(err, r, "mkdir %s: %s", sb->dir, strerror(-r));
 		goto fail;
 	}
-	snprintf(sb->pending, sizeof(sb->pending), pooled ? "pool" : "create");
-	if (pooled)
+	snprintf(sb->pending, sizeof(sb->pending), "%s", ck == CREATE_POOL ? "pool" : ck == CREATE_INSPECTOR ? "inspector" : "create");
+	if (ck == CREATE_POOL)
 		pool_key(s->base_image, sb->memory_mb, sb->vcpus, sb->network, sb->pool_key);
 	r = sb_commit(e, sb, err);
 	if (r < 0)
@@ -609,7 +625,17 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, bool pooled, stru
 			fl_trace("identity", &tr);
 		}
 	}
-	if (pooled) { /* warm the exec path of this QEMU's translation cache */
+	if (ck == CREATE_INSPECTOR) {
+		sb_set_state(e, sb, SB_RUNNING);
+		if (ret) {
+			pthread_mutex_lock(&e->lock);
+			*ret = sb_to_json(sb, false);
+			pthread_mutex_unlock(&e->lock);
+		}
+		sb_release(e, sb);
+		return 0;
+	}
+	if (ck == CREATE_POOL) { /* warm the exec path of this QEMU's translation cache */
 		const char *argv[] = {"/bin/true", NULL};
 		FlExecSpec xs = {.argv = argv, .timeout_ms = 60000};
 		FlExecResult xr;
@@ -714,7 +740,7 @@ static void *pool_main(void *arg)
 		FlSandboxSpec s = {.base_image = want->image, .memory_mb = want->memory_mb,
 				   .vcpus = want->vcpus, .network = want->network};
 		pthread_mutex_unlock(&e->lock);
-		int r = create_sandbox(e, &s, true, NULL, NULL);
+		int r = create_sandbox(e, &s, CREATE_POOL, NULL, NULL);
 		pthread_mutex_lock(&e->lock);
 		want->building--;
 		if (r < 0)
@@ -806,7 +832,7 @@ int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **r
 		if (r != -ENOENT)
 			return r;
 	}
-	return create_sandbox(e, s, false, ret, err);
+	return create_sandbox(e, s, CREATE_SANDBOX, ret, err);
 }
 
 /* ---- queries ---------------------------------------------------------------- */
@@ -840,7 +866,7 @@ int fl_engine_list(FlEngine *e, struct json_object **ret)
 	struct json_object *arr = json_object_new_array();
 	pthread_mutex_lock(&e->lock);
 	for (size_t i = 0; i < e->n_sbs; i++)
-		if (e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]))
+		if (e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]) && !sb_internal(e->sbs[i]))
 			json_object_array_add(arr, sb_to_json(e->sbs[i], false));
 	pthread_mutex_unlock(&e->lock);
 	*ret = arr;
@@ -1344,6 +1370,182 @@ int fl_engine_snapshot_delete(FlEngine *e, const char *id, const char *name, FlE
 	return r;
 }
 
+/* ---- inspectors ------------------------------------------------------------ */
+
+typedef struct SmallOut {
+	char buf[512];
+	size_t len;
+} SmallOut;
+
+static void small_out(int stream, const void *buf, size_t len, void *ud)
+{
+	SmallOut *o = ud;
+	if (stream == 1 && o->len + len < sizeof(o->buf)) {
+		memcpy(o->buf + o->len, buf, len);
+		o->len += len;
+	}
+}
+
+/* Finds the guest device of each attached disk by its serial number. */
+static int inspector_devices(FlEngine *e, Sandbox *insp, size_t n, struct json_object *disks, FlError *err)
+{
+	char script[1024];
+	snprintf(script, sizeof(script),
+		 "for k in $(seq 0 %zu); do i=0; while :; do d=''; "
+		 "for s in /sys/block/*/serial; do [ \"$(cat $s 2>/dev/null)\" = fluid-insp-$k ] && d=${s%%/serial}; done; "
+		 "[ -n \"$d\" ] && [ -b /dev/${d##*/} ] && { echo /dev/${d##*/}; break; }; "
+		 "i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; done",
+		 n - 1);
+	FlExecSpec x = {.shell = script, .timeout_ms = 60000};
+	SmallOut so = {0};
+	FlExecResult res;
+	int r = ea_exec(e, insp, &x, small_out, &so, &res, err);
+	char *out = so.buf;
+	if (r < 0)
+		return r;
+	if (res.exit_code != 0)
+		return fl_error_set(err, -ETIMEDOUT, "hot-plugged disks did not appear in the inspector");
+	char *save = NULL, *line = strtok_r(out, "\n", &save);
+	for (size_t k = 0; k < n; k++, line = strtok_r(NULL, "\n", &save)) {
+		if (!line)
+			return fl_error_set(err, -EIO, "inspector did not report disk %zu", k);
+		json_object_object_add(json_object_array_get_idx(disks, k), "device", json_object_new_string(line));
+	}
+	return 0;
+}
+
+int fl_engine_inspector_open(FlEngine *e, const char *id, const char *const *snapshots, size_t n,
+			     struct json_object **ret, FlError *err)
+{
+	if (n == 0 || n > FL_HOTPLUG_PORTS)
+		return fl_error_set(err, -EINVAL, "an inspector takes 1 to %d snapshots", FL_HOTPLUG_PORTS);
+	char layers[FL_HOTPLUG_PORTS][IMG_ID_SIZE], image[FL_NAME_MAX + 1];
+	Sandbox *src;
+	int r = sb_acquire(e, id, &src, err);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < n && r >= 0; k++) {
+		Snapshot *sn = snap_find(src, snapshots[k]);
+		if (!sn)
+			r = fl_error_set(err, -ENOENT, "sandbox %s has no snapshot '%s'", src->id, snapshots[k]);
+		else
+			memcpy(layers[k], sn->layer, IMG_ID_SIZE);
+	}
+	snprintf(image, sizeof(image), "%s", src->base_image);
+	sb_release(e, src);
+	if (r < 0)
+		return r;
+
+	/* A fresh clone of the pristine template, with no network: nothing of
+	 * the sandbox's own guest takes part in the inspection. */
+	FlSandboxSpec spec = {.base_image = image, .network = "none"};
+	struct json_object *rec = NULL;
+	r = create_sandbox(e, &spec, CREATE_INSPECTOR, &rec, err);
+	if (r < 0)
+		return fl_error_prefix(err, "inspector");
+	struct json_object *idv;
+	json_object_object_get_ex(rec, "id", &idv);
+	char iid[FL_ID_LEN + 1];
+	snprintf(iid, sizeof(iid), "%s", json_object_get_string(idv));
+	json_object_put(rec);
+
+	Sandbox *insp;
+	r = sb_acquire(e, iid, &insp, err);
+	if (r < 0)
+		return r;
+	struct json_object *disks = json_object_new_array();
+	_cleanup_(qmp_client_freep) QmpClient *c = NULL;
+	/* Hold each layer for as long as the inspector lives (its record
+	 * lists them as snapshots, so destroy and recovery release them). */
+	Snapshot *grown = realloc(insp->snaps, n * sizeof(*grown));
+	if (!grown) {
+		r = fl_error_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	insp->snaps = grown;
+	for (size_t k = 0; k < n; k++) {
+		char holder[IMG_HOLDER_MAX];
+		Snapshot *sn = &insp->snaps[k];
+		memset(sn, 0, sizeof(*sn));
+		snprintf(sn->name, sizeof(sn->name), "disk%zu", k);
+		memcpy(sn->layer, layers[k], IMG_ID_SIZE);
+		holder_snap(insp, sn->name, holder);
+		pthread_mutex_lock(&e->reg_lock);
+		r = img_registry_ref(e->reg, layers[k], holder, err);
+		pthread_mutex_unlock(&e->reg_lock);
+		if (r < 0)
+			goto fail;
+		pthread_mutex_lock(&e->lock);
+		insp->n_snaps = k + 1;
+		pthread_mutex_unlock(&e->lock);
+	}
+	r = sb_commit(e, insp, err);
+	if (r < 0)
+		goto fail;
+	r = qmp_connect_sync(insp->vm.qmp_path, 5000, &c, err);
+	for (size_t k = 0; k < n && r >= 0; k++) {
+		char path[IMG_PATH_MAX], node[32], dev[32], port[8], serial[32];
+		r = layer_path(e, layers[k], path, sizeof(path), err);
+		if (r < 0)
+			break;
+		snprintf(node, sizeof(node), "insp%zu", k);
+		snprintf(dev, sizeof(dev), "inspdev%zu", k);
+		snprintf(port, sizeof(port), "hp%zu", k);
+		snprintf(serial, sizeof(serial), "fluid-insp-%zu", k);
+		struct json_object *a = json_object_new_object(), *file = json_object_new_object();
+		json_object_object_add(a, "driver", json_object_new_string("qcow2"));
+		json_object_object_add(a, "node-name", json_object_new_string(node));
+		json_object_object_add(a, "read-only", json_object_new_boolean(1));
+		json_object_object_add(file, "driver", json_object_new_string("file"));
+		json_object_object_add(file, "filename", json_object_new_string(path));
+		json_object_object_add(file, "read-only", json_object_new_boolean(1));
+		json_object_object_add(a, "file", file);
+		r = qmp_call_sync(c, "blockdev-add", a, -1, 10000, NULL, err);
+		if (r < 0)
+			break;
+		a = json_object_new_object();
+		json_object_object_add(a, "driver", json_object_new_string("virtio-blk-pci"));
+		json_object_object_add(a, "drive", json_object_new_string(node));
+		json_object_object_add(a, "id", json_object_new_string(dev));
+		json_object_object_add(a, "bus", json_object_new_string(port));
+		json_object_object_add(a, "serial", json_object_new_string(serial));
+		r = qmp_call_sync(c, "device_add", a, -1, 10000, NULL, err);
+		struct json_object *d = json_object_new_object();
+		json_object_object_add(d, "snapshot", json_object_new_string(snapshots[k]));
+		json_object_array_add(disks, d);
+	}
+	if (r >= 0)
+		r = inspector_devices(e, insp, n, disks, err);
+	if (r < 0)
+		goto fail;
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "id", json_object_new_string(iid));
+	json_object_object_add(o, "disks", disks);
+	*ret = o;
+	sb_release(e, insp);
+	return 0;
+fail:
+	json_object_put(disks);
+	destroy_locked(e, insp);
+	sb_release(e, insp);
+	return fl_error_prefix(err, "inspector");
+}
+
+int fl_engine_inspector_close(FlEngine *e, const char *inspector_id, FlError *err)
+{
+	Sandbox *sb;
+	int r = sb_acquire(e, inspector_id, &sb, err);
+	if (r < 0)
+		return r;
+	if (!sb_internal(sb)) {
+		sb_release(e, sb);
+		return fl_error_set(err, -EINVAL, "%s is not an inspector", inspector_id);
+	}
+	destroy_locked(e, sb);
+	sb_release(e, sb);
+	return 0;
+}
+
 /* ---- status --------------------------------------------------------------- */
 
 struct json_object *fl_engine_status(FlEngine *e)
@@ -1433,7 +1635,8 @@ static void recover_sandbox(FlEngine *e, Sandbox *sb)
 		sb->vm.pidfd = -1;
 	char holder[IMG_HOLDER_MAX];
 	holder_active(sb, holder);
-	if (!strcmp(sb->pending, "create") || !strcmp(sb->pending, "destroy") || sb_hidden(sb)) {
+	if (!strcmp(sb->pending, "create") || !strcmp(sb->pending, "destroy") || sb_hidden(sb) ||
+	    sb_internal(sb)) {
 		destroy_locked(e, sb);
 		return;
 	}

@@ -149,6 +149,20 @@ int fl_engine_snapshot(FlEngine *e, const char *id, const char *name, bool memor
 int fl_engine_restore(FlEngine *e, const char *id, const char *name, FlError *err);
 int fl_engine_snapshot_delete(FlEngine *e, const char *id, const char *name, FlError *err);
 
+/*
+ * Inspectors, for diffs a reviewer can trust although the sandbox's guest
+ * had root: a fresh clone of the sandbox's pristine template (no network)
+ * with the frozen layers of the given snapshots hot-plugged read-only, as
+ * disks of the inspector in that order. *ret: {"id": inspector id,
+ * "disks": [{"snapshot", "device": "/dev/vdX"}]}. Run commands in it with
+ * fl_engine_exec/stream/agent_call on its id (mount with -o ro,noload);
+ * it is not listed, counts against no limit, and is destroyed by close (or
+ * at the next start-up). At most 2 snapshots.
+ */
+int fl_engine_inspector_open(FlEngine *e, const char *id, const char *const *snapshots, size_t n,
+			     struct json_object **ret, FlError *err);
+int fl_engine_inspector_close(FlEngine *e, const char *inspector_id, FlError *err);
+
 /* Status summary (new reference): accelerator, counts, templates. */
 struct json_object *fl_engine_status(FlEngine *e);
 

@@ -122,7 +122,9 @@ static int build_argv(const FlVmSpec *s, const FlVm *vm, Argv *a)
 	r |= arg(a, "-object"), r |= arg(a, "rng-random,id=rng0,filename=/dev/urandom");
 	r |= arg(a, "-device"), r |= arg(a, "virtio-rng-pci,rng=rng0");
 	r |= arg(a, "-device"), r |= arg(a, "vmgenid,guid=%s", uuid);
+	/* free ports for hot-plugging read-only layers into inspectors */
 	r |= arg(a, "-device"), r |= arg(a, "pcie-root-port,id=hp0,chassis=1,slot=1");
+	r |= arg(a, "-device"), r |= arg(a, "pcie-root-port,id=hp1,chassis=2,slot=2");
 	r |= arg(a, "-chardev"), r |= arg(a, "socket,id=qmp0,fd=%d,server=on,wait=off", FD_QMP);
 	r |= arg(a, "-mon"), r |= arg(a, "chardev=qmp0,mode=control");
 	if (s->boot == FL_BOOT_INCOMING)

@@ -14,6 +14,12 @@
 
 #include "error.h"
 
+/* Version of the device set below: part of every template's key, since
+ * saved device state only loads into the same devices. */
+#define FL_DEVICE_SET 2
+/* Hot-plug ports (pcie-root-port hp0..hpN-1) for inspector disks. */
+#define FL_HOTPLUG_PORTS 2
+
 typedef enum FlBootMode {
 	FL_BOOT_COLD,     /* direct kernel boot */
 	FL_BOOT_INCOMING, /* load device state (and RAM unless shared) from incoming_path */

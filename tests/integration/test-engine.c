@@ -715,6 +715,55 @@ static void test_streams(void **state)
 	destroy(id);
 }
 
+/* An inspector sees each snapshot's frozen disk, read-only, from a clean
+ * clone: even a guest that replaced its own tools cannot change that view. */
+static void test_inspector(void **state)
+{
+	char *id = clone_tiny();
+	char *out;
+	FlError err = {0};
+	assert_int_equal(sh(id, "echo before > /root/x", NULL), 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "a", false, NULL, &err), 0);
+	/* the sandbox lies: it replaces cat and rewrites the file */
+	assert_int_equal(sh(id, "echo after > /root/x; echo added > /root/y; "
+			    "rm /bin/cat; printf '#!/bin/sh\\necho lie\\n' > /bin/cat; chmod +x /bin/cat", NULL), 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "b", false, NULL, &err), 0);
+	const char *snaps[] = {"a", "b"};
+	struct json_object *insp = NULL;
+	int r = fl_engine_inspector_open(E, id, snaps, 2, &insp, &err);
+	if (r < 0)
+		fprintf(stderr, "inspector: %s\n", err.msg);
+	assert_int_equal(r, 0);
+	struct json_object *iid, *disks;
+	json_object_object_get_ex(insp, "id", &iid);
+	json_object_object_get_ex(insp, "disks", &disks);
+	assert_int_equal(json_object_array_length(disks), 2);
+	const char *dev[2];
+	for (int k = 0; k < 2; k++) {
+		struct json_object *d;
+		json_object_object_get_ex(json_object_array_get_idx(disks, k), "device", &d);
+		dev[k] = json_object_get_string(d);
+	}
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p /mnt/a /mnt/b && mount -o ro,noload %s /mnt/a && mount -o ro,noload %s /mnt/b && "
+		 "cat /mnt/a/root/x /mnt/b/root/x; test ! -e /mnt/a/root/y && cat /mnt/b/root/y && "
+		 "head -c 2 /mnt/b/bin/cat && echo && touch /mnt/b/root/z 2>/dev/null || echo read-only",
+		 dev[0], dev[1]);
+	const char *insp_id = json_object_get_string(iid);
+	assert_int_equal(sh(insp_id, cmd, &out), 0);
+	assert_string_equal(out, "before\nafter\nadded\n#!\nread-only\n");
+	/* inspectors are not sandboxes */
+	struct json_object *list;
+	fl_engine_list(E, &list);
+	assert_int_equal(json_object_array_length(list), 1);
+	json_object_put(list);
+	assert_int_equal(fl_engine_inspector_close(E, insp_id, &err), 0);
+	assert_int_equal(fl_engine_inspector_close(E, id, &err), -EINVAL); /* not an inspector */
+	json_object_put(insp);
+	destroy(id);
+}
+
 static int warm_clones(void)
 {
 	struct json_object *st = fl_engine_status(E), *v;
@@ -789,7 +838,7 @@ static void test_template_gc(void **state)
 	FlError err = {0};
 	assert_int_equal(fl_engine_new(&c, &e2, &err), 0);
 	assert_int_equal(fl_engine_prepare_template(e2, "tiny", 0, 0, &err), 0);
-	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-aaaa00000000-256m-1c-tcg", sd);
+	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-aaaa00000000-256m-1c-tcg-d2", sd);
 	assert_int_equal(access(tdir, F_OK), 0);
 	fl_engine_free(e2);
 
@@ -798,7 +847,7 @@ static void test_template_gc(void **state)
 	assert_int_equal(fl_engine_new(&c, &e2, &err), 0);
 	assert_int_equal(access(tdir, F_OK), -1); /* old template gone */
 	assert_int_equal(fl_engine_prepare_template(e2, "tiny", 0, 0, &err), 0);
-	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-bbbb00000000-256m-1c-tcg", sd);
+	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-bbbb00000000-256m-1c-tcg-d2", sd);
 	assert_int_equal(access(tdir, F_OK), 0);
 	fl_engine_free(e2);
 	/* only the new base and template layers remain */
@@ -822,6 +871,7 @@ int main(void)
 		cmocka_unit_test(test_egress),
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_streams),
+		cmocka_unit_test(test_inspector),
 		cmocka_unit_test(test_pool),
 		cmocka_unit_test(test_template_gc),
 		cmocka_unit_test(test_crash_create),
