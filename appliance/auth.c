@@ -345,9 +345,11 @@ static int auth_start(FlApp *app, FlError *err)
 		if (w < 0)
 			fprintf(stderr, "fluid: could not save it to %s: %s\n\n", path, strerror(-w));
 		else
-			fprintf(stderr, "fluid: saved to %s (mode 0600); the fluid CLI reads it from "
-					"there.\n\n",
-				path);
+			fprintf(stderr,
+				"fluid: saved to %s (mode 0600). The CLI uses it with\n"
+				"    export FLUID_STATE_DIR=%s    (or --token-file %s)\n"
+				"and curl with -H \"Authorization: Bearer $(cat %s)\"\n\n",
+				path, app->cfg->state_dir, path, path);
 		explicit_bzero(plain, strlen(plain));
 		free(plain);
 	}
