@@ -67,9 +67,15 @@ static PGconn *connect_one(FlDb *db, char *errbuf, size_t errlen)
 {
 	char timeout[16];
 	snprintf(timeout, sizeof(timeout), "%u", db->connect_timeout_s);
-	/* Earlier keywords are overridden by what the expanded dbname says. */
-	const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-	const char *const vals[] = {timeout, "fluid", db->conninfo, NULL};
+	/*
+	 * Earlier keywords are overridden by what the expanded dbname says.
+	 * Over TCP, a server that vanished without closing the connection is
+	 * noticed within ~30 s instead of blocking a request thread for hours.
+	 */
+	const char *const keys[] = {"connect_timeout", "application_name", "keepalives_idle",
+				    "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+				    "dbname", NULL};
+	const char *const vals[] = {timeout, "fluid", "10", "5", "3", "30000", db->conninfo, NULL};
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 	if (!c) {
 		snprintf(errbuf, errlen, "out of memory");
