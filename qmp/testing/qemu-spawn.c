@@ -48,7 +48,15 @@ int test_qemu_start(TestQemu *q, const char *machine, const char *const *extra_a
 		remove_files(q);
 		return fl_error_set(err, -ENAMETOOLONG, "QMP socket path too long");
 	}
-	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/*
+	 * Non-blocking on purpose: QEMU 7.2 watches the listener from its main
+	 * loop until the QMP monitor moves it to the monitor I/O thread. A
+	 * connection arriving in that window can wake both; the loser's
+	 * accept() then blocks QEMU's main thread forever on a blocking
+	 * listener (seen here under load: main thread in accept4, monitor
+	 * silent). On a non-blocking one it just gets EAGAIN.
+	 */
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 16) < 0) {
 		int r = fl_error_set(err, -errno, "QMP listener %s: %m", q->qmp_path);
 		remove_files(q);

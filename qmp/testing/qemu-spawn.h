@@ -5,7 +5,8 @@
  *
  * The QMP socket is bound and listening before QEMU starts (QEMU inherits
  * the listening fd through -chardev socket,fd=3), so a client may connect
- * at once: no waiting for the socket file to appear, no retry loop.
+ * at once: no waiting for the socket file to appear, no retry loop. The
+ * listener must be non-blocking (see qemu-spawn.c and docs/qmp.md).
  */
 #ifndef FL_QEMU_SPAWN_H
 #define FL_QEMU_SPAWN_H

@@ -72,13 +72,17 @@ static void dump_qemu(const TestQemu *q)
 		fprintf(stderr, "qemu.log:\n%s\n", buf);
 		fclose(f);
 	}
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)q->pid);
-	f = fopen(path, "re");
-	if (f) {
-		if (fgets(buf, sizeof(buf), f))
-			fprintf(stderr, "qemu stat: %s", buf);
-		fclose(f);
-	}
+	/* Where each QEMU thread sleeps, and its sockets. */
+	snprintf(buf, sizeof(buf),
+		 "for t in /proc/%d/task/*; do echo \"$t $(cat $t/comm) $(cut -d' ' -f3 $t/stat) "
+		 "$(cat $t/wchan) $(cut -d' ' -f1 $t/syscall)\"; done; ls -l /proc/%d/fd; "
+		 "ls -l /proc/%d/fd; grep fluid-qmp /proc/net/unix; "
+		 "ss -xpa | grep -E 'pid=(%d|%d),|fluid-qmp'",
+		 (int)q->pid, (int)q->pid, (int)getpid(), (int)q->pid, (int)getpid());
+	fflush(stderr);
+	if (system(buf) < 0)
+		fprintf(stderr, "cannot run diagnostics\n");
+	(void)path;
 }
 
 static QmpClient *connect_sync(Fixture *fx)
@@ -356,7 +360,10 @@ static void test_async_many_in_flight(void **state)
 	const char *cmds[4] = { "query-status", "query-version", "bogus", "query-name" };
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(qmp_client_command(c, cmds[i], NULL, -1, 5000, slot_reply, &m.s[i]), 0);
-	assert_int_equal(run_loop(c, many_done, &m, 10000), 0);
+	int lr = run_loop(c, many_done, &m, 10000);
+	if (lr != 0)
+		dump_qemu(&fx->qemu);
+	assert_int_equal(lr, 0);
 	assert_int_equal(m.ready, 1);
 	for (int i = 0; i < 4; i++) {
 		assert_int_equal(m.s[i].calls, 1);
@@ -400,6 +407,8 @@ static void test_sigkill_with_pending(void **state)
 		int n = poll(&pfd, 1, 100);
 		assert_int_equal(qmp_client_dispatch(c, n > 0 ? pfd.revents : 0), 0);
 	}
+	if (!qmp_client_is_ready(c))
+		dump_qemu(&fx->qemu);
 	assert_true(qmp_client_is_ready(c));
 	assert_int_equal(k.state_calls, 1);
 
