@@ -147,8 +147,8 @@ static int post_sandboxes(FlHttpReq *req)
 	if (r < 0) {
 		if (r == -ENOENT && from_sb)
 			return fl_api_fail(req, r, &err);
-		if (r == -ENOENT)
-			return fl_http_fail(req, -ENOENT, "%s", err.msg[0] ? err.msg : "no such image");
+		if (r == -ENOENT) /* the engine's message names host paths */
+			return fl_http_fail(req, -ENOENT, "unknown base image '%s' (see GET /v1/vms)", image);
 		if (r == -EUSERS || r == -EMLINK || r == -ENOSPC)
 			return fl_http_fail(req, -EBUSY, "%s", err.msg[0] ? err.msg : "too many sandboxes");
 		return fl_api_fail(req, r, &err);
