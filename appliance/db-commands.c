@@ -205,3 +205,24 @@ int fl_db_commands_list(FlDb *db, const char *sandbox_id, unsigned limit, unsign
 	json_object_put(o);
 	return 0;
 }
+
+int fl_db_commands_between(FlDb *db, const char *sandbox_id, int64_t from_unix, int64_t to_unix,
+			   struct json_object **ret_array, FlError *err)
+{
+	_cleanup_(fl_dbtx_end) FlDbTx tx = {0};
+	char from[32], to[32];
+	snprintf(from, sizeof(from), "%" PRId64, from_unix);
+	snprintf(to, sizeof(to), "%" PRId64, to_unix);
+	const char *p[] = {sandbox_id ? sandbox_id : "", from, to};
+	int r = fl_dbtx_begin(db, &tx, false, err);
+	if (r < 0)
+		return r;
+	return fl_dbtx_json(&tx, ret_array, err,
+			    "SELECT coalesce(json_agg(json_build_object('cmd', command,"
+			    " 'exit_code', exit_code, 'at', " FL_DB_TS("started_at") ")"
+			    " ORDER BY started_at, id), '[]') FROM (SELECT * FROM commands"
+			    " WHERE sandbox_id = $1 AND started_at >= to_timestamp($2::bigint)"
+			    " AND ($3::bigint = 0 OR started_at < to_timestamp($3::bigint))"
+			    " ORDER BY started_at, id LIMIT 10000) c",
+			    3, p);
+}

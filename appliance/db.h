@@ -180,6 +180,14 @@ int fl_db_command_get(FlDb *db, const char *id, struct json_object **ret, FlErro
 int fl_db_commands_list(FlDb *db, const char *sandbox_id, unsigned limit, unsigned offset,
 			struct json_object **ret_array, uint64_t *ret_total, FlError *err);
 
+/*
+ * Commands of a sandbox started in [from_unix, to_unix) (unix seconds; to 0
+ * = now), oldest first, in the Diff's commands_run shape:
+ * [{cmd, exit_code, at}]. At most 10000.
+ */
+int fl_db_commands_between(FlDb *db, const char *sandbox_id, int64_t from_unix, int64_t to_unix,
+			   struct json_object **ret_array, FlError *err);
+
 /* ---- Sandbox mirror ------------------------------------------------- */
 
 /*

@@ -298,6 +298,17 @@ static void test_commands(void **state)
 	json_object_put(arr);
 	assert_int_equal(fl_db_command_get(db, "11111111-1111-1111-1111-111111111111", &c, NULL),
 			 -ENOENT);
+	/* For diffs: the commands between two snapshots. */
+	int64_t now = (int64_t)time(NULL);
+	assert_int_equal(fl_db_commands_between(db, "sbx-cmd", now - 60, 0, &arr, NULL), 0);
+	assert_int_equal(json_object_array_length(arr), 2);
+	struct json_object *c0 = json_object_array_get_idx(arr, 0);
+	assert_string_equal(json_object_get_string(json_object_object_get(c0, "cmd")), "echo hi");
+	assert_int_equal(jint(c0, "exit_code"), 3);
+	json_object_put(arr);
+	assert_int_equal(fl_db_commands_between(db, "sbx-cmd", now - 60, now - 30, &arr, NULL), 0);
+	assert_int_equal(json_object_array_length(arr), 0);
+	json_object_put(arr);
 	json_object_put(env);
 	fl_db_close(db);
 }
