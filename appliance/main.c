@@ -18,6 +18,7 @@ typedef struct Command {
 } Command;
 
 static int cmd_help(int argc, char **argv);
+int fl_cmd_routes(int argc, char **argv); /* api-openapi.c */
 static int cmd_version(int argc, char **argv);
 int fl_cmd_sandbox(int argc, char **argv); /* cli-sandbox.c */
 
@@ -29,6 +30,7 @@ static const Command commands[] = {
 	{"sandbox", fl_cmd_sandbox, "create, list, exec in, copy to/from, snapshot, destroy sandboxes"},
 	{"token", fl_cmd_token, "create, list or revoke API tokens (admin)"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
+	{"routes", fl_cmd_routes, "list the API routes this binary serves (tests, docs)"},
 	{"version", cmd_version, "print the version"},
 	{"help", cmd_help, "show this help"},
 };
