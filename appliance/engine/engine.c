@@ -138,13 +138,13 @@ static void sb_release(FlEngine *e, Sandbox *sb)
 		sb_free(sb);
 }
 
+static struct json_object *sb_json(FlEngine *e, Sandbox *sb);
+
 static void emit(FlEngine *e, Sandbox *sb, const char *event)
 {
 	if (!e->cfg.on_event)
 		return;
-	pthread_mutex_lock(&e->lock);
-	struct json_object *o = sb_to_json(sb, false);
-	pthread_mutex_unlock(&e->lock);
+	struct json_object *o = sb_json(e, sb);
 	e->cfg.on_event(sb->id, event, o, e->cfg.userdata);
 	json_object_put(o);
 }
@@ -424,6 +424,41 @@ static int refresh_identity(FlEngine *e, Sandbox *sb, FlError *err)
 }
 
 static void destroy_locked(FlEngine *e, Sandbox *sb);
+
+/* The record as the API shows it (new reference). */
+static struct json_object *sb_json(FlEngine *e, Sandbox *sb)
+{
+	pthread_mutex_lock(&e->lock);
+	struct json_object *o = sb_to_json(sb, false);
+	pthread_mutex_unlock(&e->lock);
+	return o;
+}
+
+/* Sandboxes that count against max_sandboxes; caller holds e->lock. */
+static unsigned live_count(FlEngine *e)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < e->n_sbs; i++)
+		n += e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]) && !sb_internal(e->sbs[i]);
+	return n;
+}
+
+/* Ends a successful create (or claim): commit the state, wake the janitor
+ * for a TTL, hand out the record, release. */
+static void created(FlEngine *e, Sandbox *sb, SbState st, struct json_object **ret)
+{
+	sb->pending[0] = 0;
+	sb_set_state(e, sb, st);
+	if (sb->ttl_seconds) { /* the janitor may be asleep until a later expiry */
+		pthread_mutex_lock(&e->lock);
+		pthread_cond_broadcast(&e->janitor_cond);
+		pthread_mutex_unlock(&e->lock);
+	}
+	if (ret)
+		*ret = sb_json(e, sb);
+	sb_release(e, sb);
+}
+
 static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, char *out);
 
 /* A guest resumed from saved RAM believes it is still the moment of the
@@ -540,10 +575,7 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 
 	/* Reserve a slot and the name. */
 	pthread_mutex_lock(&e->lock);
-	unsigned live = 0;
-	for (size_t i = 0; i < e->n_sbs; i++)
-		live += e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]);
-	if (!pooled && live >= e->cfg.max_sandboxes) {
+	if (!pooled && live_count(e) >= e->cfg.max_sandboxes) {
 		pthread_mutex_unlock(&e->lock);
 		sb_free(sb);
 		return fl_error_set(err, -EUSERS, "sandbox limit reached (%u)", e->cfg.max_sandboxes);
@@ -627,11 +659,8 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 	}
 	if (ck == CREATE_INSPECTOR) {
 		sb_set_state(e, sb, SB_RUNNING);
-		if (ret) {
-			pthread_mutex_lock(&e->lock);
-			*ret = sb_to_json(sb, false);
-			pthread_mutex_unlock(&e->lock);
-		}
+		if (ret)
+			*ret = sb_json(e, sb);
 		sb_release(e, sb);
 		return 0;
 	}
@@ -646,19 +675,7 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 		sb_release(e, sb);
 		return 0;
 	}
-	sb->pending[0] = 0;
-	sb_set_state(e, sb, s->no_start ? SB_CREATED : SB_RUNNING);
-	if (sb->ttl_seconds) { /* the janitor may be asleep until a later expiry */
-		pthread_mutex_lock(&e->lock);
-		pthread_cond_broadcast(&e->janitor_cond);
-		pthread_mutex_unlock(&e->lock);
-	}
-	if (ret) {
-		pthread_mutex_lock(&e->lock);
-		*ret = sb_to_json(sb, false);
-		pthread_mutex_unlock(&e->lock);
-	}
-	sb_release(e, sb);
+	created(e, sb, s->no_start ? SB_CREATED : SB_RUNNING, ret);
 	return 0;
 
 fail:
@@ -763,10 +780,7 @@ static int pool_claim(FlEngine *e, const FlSandboxSpec *s, const char *key, stru
 		pthread_mutex_unlock(&e->lock);
 		return -ENOENT;
 	}
-	unsigned live = 0;
-	for (size_t i = 0; i < e->n_sbs; i++)
-		live += e->sbs[i]->state != SB_DESTROYED && !sb_hidden(e->sbs[i]);
-	if (live >= e->cfg.max_sandboxes) {
+	if (live_count(e) >= e->cfg.max_sandboxes) {
 		pthread_mutex_unlock(&e->lock);
 		return fl_error_set(err, -EUSERS, "sandbox limit reached (%u)", e->cfg.max_sandboxes);
 	}
@@ -794,19 +808,7 @@ static int pool_claim(FlEngine *e, const FlSandboxSpec *s, const char *key, stru
 		sb_release(e, sb);
 		return -ENOENT;
 	}
-	sb->pending[0] = 0;
-	sb_set_state(e, sb, SB_RUNNING);
-	if (sb->ttl_seconds) {
-		pthread_mutex_lock(&e->lock);
-		pthread_cond_broadcast(&e->janitor_cond);
-		pthread_mutex_unlock(&e->lock);
-	}
-	if (ret) {
-		pthread_mutex_lock(&e->lock);
-		*ret = sb_to_json(sb, false);
-		pthread_mutex_unlock(&e->lock);
-	}
-	sb_release(e, sb);
+	created(e, sb, SB_RUNNING, ret);
 	return 0;
 }
 
@@ -854,9 +856,7 @@ int fl_engine_get(FlEngine *e, const char *id, struct json_object **ret, FlError
 	if (r < 0)
 		return r;
 	refresh_liveness(e, sb);
-	pthread_mutex_lock(&e->lock);
-	*ret = sb_to_json(sb, false);
-	pthread_mutex_unlock(&e->lock);
+	*ret = sb_json(e, sb);
 	sb_release(e, sb);
 	return 0;
 }

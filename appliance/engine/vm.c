@@ -41,7 +41,10 @@ static int listen_unix(const char *path, FlError *err)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return fl_error_set(err, -ENAMETOOLONG, "socket path too long: %s", path);
 	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking, as QEMU expects of a listening socket it inherits:
+	 * with a blocking one its main thread can hang in accept() forever
+	 * when a connection is reset between poll and accept. */
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return fl_error_set(err, -errno, "socket: %m");
 	unlink(path);
