@@ -52,7 +52,9 @@ ln -s /etc/machine-id "$R/var/lib/dbus/machine-id"
 rm -f "$R"/etc/ssh/ssh_host_*
 rm -f "$R/var/lib/systemd/random-seed"
 
-# Leftovers from the build.
+# Leftovers from the build. The downloaded .debs go (~95 MB); the apt lists
+# stay, so `apt-get install` works in a sandbox before any `apt-get update`.
+rm -f "$R"/var/cache/apt/archives/*.deb "$R"/var/cache/apt/archives/partial/* 2>/dev/null || true
 rm -rf "$R"/var/log/*.log "$R"/var/log/apt/* "$R"/var/cache/apt/*.bin \
 	"$R"/var/cache/debconf/*-old "$R"/var/lib/dpkg/*-old "$R"/tmp/* "$R"/var/tmp/*
 printf 'fluid debian-12 image (bookworm)\n' >"$R/etc/fluid-image"
