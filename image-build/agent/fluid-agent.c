@@ -700,13 +700,21 @@ static int open_listen(const char *path)
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
+	/* Bind under a temporary name and rename once listening, so a client
+	 * that sees the path can connect. */
+	char tmp[sizeof(sa.sun_path)];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, tmp);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0) {
+	unlink(tmp);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 4) < 0 ||
+	    rename(tmp, path) < 0) {
 		int r = -errno;
 		close(fd);
+		unlink(tmp);
 		return r;
 	}
 	return fd;

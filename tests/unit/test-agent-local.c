@@ -69,17 +69,19 @@ static int setup(void **state)
 	if (start_agent(f) < 0)
 		return -1;
 	FlError e = {0};
+	*state = f;
 	if (agent_connect_sync(f->sock, 10000, &f->c, &e) < 0) {
 		fprintf(stderr, "connect: %s\n", e.msg);
 		return -1;
 	}
-	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	Fx *f = *state;
+	if (!f)
+		return 0;
 	agent_client_free(f->c);
 	kill(f->agent, SIGTERM);
 	waitpid(f->agent, NULL, 0);
