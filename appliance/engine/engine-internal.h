@@ -162,6 +162,11 @@ typedef struct Image {
 	char cmdline[1024];
 	char inputs_hash[80];
 	unsigned memory_mb;
+	/* Late-root images: the agent starts before the root filesystem is
+	 * mounted and mounts it on request ("root" op), so the template's RAM
+	 * holds no state of any disk and combines with every layer. */
+	bool late_root;
+	char root_device[64], root_fstype[16];
 } Image;
 
 int image_load(FlEngine *e, const char *name, Image *ret, FlError *err);

@@ -66,6 +66,11 @@ int image_load(FlEngine *e, const char *name, Image *img, FlError *err)
 	    json_str(o, "inputs_hash", img->inputs_hash, sizeof(img->inputs_hash)) < 0)
 		return fl_error_set(err, -EINVAL, "%s: missing cmdline or inputs_hash", meta);
 	struct json_object *m;
+	img->late_root = json_object_object_get_ex(o, "late_root", &m) && json_object_get_boolean(m);
+	if (json_str(o, "root_device", img->root_device, sizeof(img->root_device)) < 0)
+		snprintf(img->root_device, sizeof(img->root_device), "/dev/vda");
+	if (json_str(o, "root_fstype", img->root_fstype, sizeof(img->root_fstype)) < 0)
+		snprintf(img->root_fstype, sizeof(img->root_fstype), "ext4");
 	img->memory_mb = json_object_object_get_ex(o, "memory_mb", &m) ? (unsigned)json_object_get_int(m) : 256;
 	if (img->memory_mb < 64 || img->memory_mb > 65536)
 		img->memory_mb = 256;

@@ -377,7 +377,33 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		vm_stop(e, sb);
 		return r;
 	}
+	if (img.late_root) { /* a no-op for a guest resumed with its root mounted */
+		struct json_object *a = json_object_new_object();
+		json_object_object_add(a, "device", json_object_new_string(img.root_device));
+		json_object_object_add(a, "fstype", json_object_new_string(img.root_fstype));
+		r = ea_call(e, sb, "root", a, 60000, NULL, err);
+		fl_trace("root", &t);
+		if (r < 0) {
+			fl_error_prefix(err, "mounting the root filesystem");
+			vm_stop(e, sb);
+			return r;
+		}
+	}
 	return 0;
+}
+
+/* How to boot a sandbox on a disk without saved RAM: from its template
+ * when the image is late-root (the template's RAM holds no disk state),
+ * else cold. */
+static BootKind disk_boot(FlEngine *e, const Sandbox *sb)
+{
+	Image img;
+	char ram[700];
+	snprintf(ram, sizeof(ram), "%s/ram", sb->template_dir);
+	if (sb->template_dir[0] && image_load(e, sb->base_image, &img, NULL) == 0 && img.late_root &&
+	    access(ram, R_OK) == 0)
+		return BOOT_TEMPLATE;
+	return BOOT_COLD;
 }
 
 /* Gives a freshly cloned or branched guest its own identity. */
@@ -602,7 +628,7 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 		memcpy(parent, src.layer, IMG_ID_SIZE);
 		snprintf(sb->boot, sizeof(sb->boot), "branch");
 		snprintf(sb->template_dir, sizeof(sb->template_dir), "%s", src.template_dir);
-		kind = src.memory ? BOOT_STATE : BOOT_COLD;
+		kind = src.memory ? BOOT_STATE : disk_boot(e, sb);
 		if (src.memory)
 			state_path(e, src.layer, statef, sizeof(statef));
 	} else if (cold) {
@@ -893,10 +919,13 @@ int fl_engine_start(FlEngine *e, const char *id, FlError *err)
 	suspend_path(sb, susp, sizeof(susp));
 	bool resume = !clone && access(susp, R_OK) == 0;
 	sb_set_state(e, sb, SB_STARTING);
-	r = vm_boot(e, sb, clone ? BOOT_TEMPLATE : resume ? BOOT_STATE : BOOT_COLD, susp, err);
-	if (r < 0 && resume) /* a state that no longer loads (e.g. another accelerator) */
-		r = vm_boot(e, sb, BOOT_COLD, NULL, err);
-	else if (r >= 0 && resume)
+	BootKind kind = clone ? BOOT_TEMPLATE : resume ? BOOT_STATE : disk_boot(e, sb);
+	r = vm_boot(e, sb, kind, susp, err);
+	if (r < 0 && resume) { /* a state that no longer loads (e.g. another accelerator) */
+		kind = disk_boot(e, sb);
+		r = vm_boot(e, sb, kind, NULL, err);
+	}
+	if (r >= 0 && kind != BOOT_COLD && !clone)
 		set_clock(e, sb);
 	unlink(susp);
 	if (r >= 0 && clone)
@@ -1304,13 +1333,14 @@ static int restore_locked(FlEngine *e, Sandbox *sb, Snapshot *sn, FlError *err)
 	char statef[800] = "";
 	if (sn->memory)
 		state_path(e, sn->layer, statef, sizeof(statef));
-	r = vm_boot(e, sb, sn->memory ? BOOT_STATE : BOOT_COLD, statef, err);
+	BootKind kind = sn->memory ? BOOT_STATE : disk_boot(e, sb);
+	r = vm_boot(e, sb, kind, statef, err);
 	if (r < 0)
 		goto fail;
-	if (sn->memory) {
+	if (sn->memory)
 		ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
+	if (kind != BOOT_COLD)
 		set_clock(e, sb);
-	}
 	sb->pending[0] = 0;
 	sb_set_state(e, sb, SB_RUNNING);
 	emit(e, sb, "restored");
