@@ -1005,8 +1005,9 @@ static int get_command(FlHttpReq *req)
 		FlError err = {0};
 		r = fl_db_command_get(req->app->db, cid, &c, &err);
 		if (r < 0)
-			return r == -ENOENT || r == -EINVAL ? fl_http_fail(req, -ENOENT, "no command '%s'", cid)
-							    : fl_api_fail(req, r, &err);
+			return r == -ENOENT || r == -EINVAL
+				       ? fl_http_fail(req, -ENOENT, "no command '%s' in sandbox %s", cid, id)
+				       : fl_api_fail(req, r, &err);
 		const char *sid = json_object_get_string(json_object_object_get(c, "sandbox_id"));
 		if (!sid || strcmp(sid, id))
 			return fl_http_fail(req, -ENOENT, "no command '%s' in sandbox %s", cid, id);

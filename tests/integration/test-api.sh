@@ -7,7 +7,10 @@
 # delivering output while the command runs, binary output, background
 # processes, a 50 MiB upload/download with the same sha256, snapshots,
 # restore and branches, and the `fluid sandbox` CLI (exit code propagation,
-# streamed cp).
+# streamed cp). With PostgreSQL available (FLUID_TEST_API_DB=0 skips it) the
+# server runs on a private cluster with token auth: every request carries the
+# admin token, commands land in the commands table and actions in the audit
+# log.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -15,12 +18,15 @@ FLUID=$ROOT/build/fluid
 [ -x "$FLUID" ] || { echo "build/fluid missing (make build/fluid)"; exit 1; }
 
 T=$(mktemp -d /tmp/fluid-api-XXXXXX)
+chmod 0755 "$T" # the PostgreSQL cluster's owner must reach it
 spid=
+DB=
 cleanup() {
 	if [ -n "$spid" ]; then
 		kill -TERM "$spid" 2>/dev/null
 		wait "$spid" 2>/dev/null
 	fi
+	[ -n "$DB" ] && FLUID_STATE_DIR=$T/state "$ROOT/scripts/pg.sh" stop >/dev/null 2>&1
 	# QEMUs outlive the server by design: stop the ones of this state dir
 	for p in $(pgrep -f "qemu-system.*$T/state" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 	rm -rf "$T"
@@ -72,16 +78,34 @@ limits:
   max_sandboxes: 8
 EOF
 
+AUTH=()
+if [ "${FLUID_TEST_API_DB:-1}" != 0 ] && { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then
+	if FLUID_STATE_DIR=$T/state "$ROOT/scripts/pg.sh" start >"$T/pg.log" 2>&1; then
+		DB=$(FLUID_STATE_DIR=$T/state "$ROOT/scripts/pg.sh" url)
+		export DATABASE_URL=$DB
+		ok "private PostgreSQL cluster started"
+	else
+		bad "private PostgreSQL cluster started"; cat "$T/pg.log"
+	fi
+fi
+
 "$FLUID" serve --config "$T/config.yaml" >"$T/serve.log" 2>&1 &
 spid=$!
 for ((i = 0; i < 600; i++)); do [ -s "$T/state/serve.json" ] && break; sleep 0.1; done
 [ -s "$T/state/serve.json" ] || { bad "server started"; cat "$T/serve.log"; exit 1; }
 URL=$(json 'd["url"]' <"$T/state/serve.json")
-ok "server started at $URL"
+ok "server started at $URL${DB:+ (with PostgreSQL and token auth)}"
+if [ -n "$DB" ]; then
+	TOKEN=$(cat "$T/state/admin.token")
+	AUTH=(-H "Authorization: Bearer $TOKEN")
+	export FLUID_TOKEN=$TOKEN
+	code=$(curl -sS -o /dev/null -w '%{http_code}' "$URL/v1/sandboxes")
+	check "no token -> 401" test "$code" = 401
+fi
 
 # req METHOD PATH [BODY] -> $code, $body
 req() {
-	local args=(-sS -o "$T/resp" -w '%{http_code}' -X "$1" "$URL$2")
+	local args=(-sS "${AUTH[@]}" -o "$T/resp" -w '%{http_code}' -X "$1" "$URL$2")
 	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
 	code=$(curl "${args[@]}")
 	body=$(cat "$T/resp")
@@ -150,7 +174,7 @@ req POST "/v1/sandboxes/$SB/run" '{"command":"head -c 200000 /dev/zero | tr \"\\
 check "large output: record capped at 64 KiB, sizes exact" jtrue \
 	'len(d["command"]["stdout"]) == 65536 and d["command"]["stdout_bytes"] == 200000 and d["command"]["stdout_truncated"]' <<<"$body"
 BIG=$(json 'd["command"]["id"]' <<<"$body")
-n=$(curl -sS "$URL/v1/sandboxes/$SB/commands/$BIG/output?stream=stdout" | wc -c)
+n=$(curl -sS "${AUTH[@]}" "$URL/v1/sandboxes/$SB/commands/$BIG/output?stream=stdout" | wc -c)
 check "full output retrievable ($n bytes)" test "$n" = 200000
 req GET "/v1/sandboxes/$SB/commands?limit=2"
 check "GET .../commands: total + page" jtrue 'd["total"] == 3 and len(d["commands"]) == 2 and d["commands"][0]["id"] == "'"$CID"'"' <<<"$body"
@@ -166,7 +190,10 @@ cat >"$T/stream.py" <<'EOF'
 import http.client, json, sys, time, urllib.parse
 u = urllib.parse.urlparse(sys.argv[1])
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-c.request("POST", u.path, body=sys.argv[2], headers={"Accept": "application/x-ndjson", "Content-Type": "application/json"})
+h = {"Accept": "application/x-ndjson", "Content-Type": "application/json"}
+if len(sys.argv) > 3:
+    h["Authorization"] = "Bearer " + sys.argv[3]
+c.request("POST", u.path, body=sys.argv[2], headers=h)
 r = c.getresponse()
 t0 = time.time()
 out = {"status": r.status, "ctype": r.getheader("Content-Type"), "lines": []}
@@ -177,13 +204,13 @@ while True:
     out["lines"].append([round(time.time() - t0, 3), json.loads(line)])
 print(json.dumps(out))
 EOF
-res=$(python3 "$T/stream.py" "$URL/v1/sandboxes/$SB/exec" '{"command":"echo a; sleep 2; echo b; exit 3"}')
+res=$(python3 "$T/stream.py" "$URL/v1/sandboxes/$SB/exec" '{"command":"echo a; sleep 2; echo b; exit 3"}' ${TOKEN:-})
 echo "     stream: $res"
 check "streaming exec is NDJSON" jtrue 'd["status"] == 200 and d["ctype"] == "application/x-ndjson"' <<<"$res"
 check "streaming exec: a, b, then exit_code 3" jtrue \
 	'[l[1] for l in d["lines"]][:2] == [{"stream":"stdout","data":"a\n"},{"stream":"stdout","data":"b\n"}] and d["lines"][2][1]["exit_code"] == 3' <<<"$res"
 check "streaming exec: first line arrives >= 1.5 s before the second" jtrue 'd["lines"][1][0] - d["lines"][0][0] >= 1.5' <<<"$res"
-res=$(python3 "$T/stream.py" "$URL/v1/sandboxes/$SB/exec" '{"command":"printf \"ok\\377\\001\"; printf \"\u00e9\" >&2"}')
+res=$(python3 "$T/stream.py" "$URL/v1/sandboxes/$SB/exec" '{"command":"printf \"ok\\377\\001\"; printf \"\u00e9\" >&2"}' ${TOKEN:-})
 check "binary output is base64 with encoding flag; UTF-8 stays text" jtrue \
 	'{"stream":"stdout","data":"b2v/AQ==","encoding":"base64"} in [l[1] for l in d["lines"]] or ({"stream":"stdout","data":"ok"} in [l[1] for l in d["lines"]]) and any(l[1].get("encoding") == "base64" for l in d["lines"])' <<<"$res"
 check "UTF-8 stderr stays text" jtrue '{"stream":"stderr","data":"\u00e9"} in [l[1] for l in d["lines"]]' <<<"$res"
@@ -204,11 +231,11 @@ expect "kill unknown process" 404 "no such background process" POST "/v1/sandbox
 # ---- files ---------------------------------------------------------------------------
 head -c $((50 << 20)) /dev/urandom >"$T/big"
 want=$(sha256sum "$T/big" | cut -d' ' -f1)
-code=$(curl -sS -o "$T/resp" -w '%{http_code}' -T "$T/big" "$URL/v1/sandboxes/$SB/files?path=/root/big")
+code=$(curl -sS "${AUTH[@]}" -o "$T/resp" -w '%{http_code}' -T "$T/big" "$URL/v1/sandboxes/$SB/files?path=/root/big")
 check "PUT 50 MiB -> 201 with the same sha256" jtrue 'd["bytes"] == 52428800 and d["sha256"] == "'"$want"'"' <"$T/resp"
-got=$(curl -sS "$URL/v1/sandboxes/$SB/files?path=/root/big" | sha256sum | cut -d' ' -f1)
+got=$(curl -sS "${AUTH[@]}" "$URL/v1/sandboxes/$SB/files?path=/root/big" | sha256sum | cut -d' ' -f1)
 check "GET 50 MiB back: same sha256" test "$got" = "$want"
-code=$(curl -sS -o /dev/null -w '%{http_code}' -T "$T/config.yaml" "$URL/v1/sandboxes/$SB/files?path=/root/d/e/conf&mkdirs=true&mode=0600")
+code=$(curl -sS "${AUTH[@]}" -o /dev/null -w '%{http_code}' -T "$T/config.yaml" "$URL/v1/sandboxes/$SB/files?path=/root/d/e/conf&mkdirs=true&mode=0600")
 check "PUT with mkdirs and mode -> 201" test "$code" = 201
 req GET "/v1/sandboxes/$SB/files/list?path=/root/d/e"
 check "files/list" jtrue 'd["entries"][0]["name"] == "conf" and d["entries"][0]["mode"] == 0o600' <<<"$body"
@@ -244,7 +271,7 @@ req DELETE "/v1/sandboxes/$SB/snapshots/s2"
 check "DELETE snapshot -> 200" jtrue 'd["deleted"] == "s2"' <<<"$body"
 
 # ---- bad input table ---------------------------------------------------------------
-before=$(curl -sS "$URL/v1/sandboxes" | json 'd["total"]')
+before=$(curl -sS "${AUTH[@]}" "$URL/v1/sandboxes" | json 'd["total"]')
 expect "invalid JSON" 400 "invalid JSON: unexpected end of input" POST /v1/sandboxes '{"source_vm_name":'
 expect "trailing data" 400 "invalid JSON: unexpected character" POST /v1/sandboxes '{} x'
 expect "body not an object" 400 "the body must be a JSON object" POST /v1/sandboxes '[1]'
@@ -260,7 +287,7 @@ expect "half a branch" 400 "branching needs both from_sandbox and from_snapshot"
 expect "branch from unknown snapshot" 404 "sandbox $SB has no snapshot 'zz'" POST /v1/sandboxes "{\"from_sandbox\":\"$SB\",\"from_snapshot\":\"zz\"}"
 expect "duplicate vm_name" 409 "a sandbox named 'api-one' exists" POST /v1/sandboxes '{"base_image":"tiny","vm_name":"api-one"}'
 python3 -c 'print("{\"base_image\":\"" + "x" * (2 << 20) + "\"}")' >"$T/huge.json"
-code=$(curl -sS -o "$T/resp" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$T/huge.json" "$URL/v1/sandboxes")
+code=$(curl -sS "${AUTH[@]}" -o "$T/resp" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$T/huge.json" "$URL/v1/sandboxes")
 check "oversized body -> 413 with error shape" jtrue 'd["code"] == 413 and d["error"] == "request body larger than 1048576 bytes"' <"$T/resp"
 expect "unknown sandbox" 404 "no sandbox 'nope'" GET /v1/sandboxes/nope
 expect "unknown sandbox (delete)" 404 "no sandbox 'nope'" DELETE /v1/sandboxes/nope
@@ -286,7 +313,7 @@ expect "duplicate snapshot" 409 "sandbox $SB already has a snapshot 's1'" POST "
 expect "restore unknown snapshot" 404 "sandbox $SB has no snapshot 'zz'" POST "/v1/sandboxes/$SB/snapshots/zz/restore"
 expect "restore name with dots" 400 "invalid snapshot name" POST "/v1/sandboxes/$SB/snapshots/a..b/restore"
 expect "start: unknown field" 400 "unknown field 'force'" POST "/v1/sandboxes/$SB/start" '{"force":true}'
-after=$(curl -sS "$URL/v1/sandboxes" | json 'd["total"]')
+after=$(curl -sS "${AUTH[@]}" "$URL/v1/sandboxes" | json 'd["total"]')
 check "bad inputs changed nothing ($before sandboxes)" test "$before" = "$after"
 req GET "/v1/sandboxes/$SB/snapshots"
 check "bad inputs left the snapshot tree alone" jtrue '[s["name"] for s in d["snapshots"]] == ["s1","c3"]' <<<"$body"
@@ -331,6 +358,20 @@ check "destroy removed its state dir" test ! -e "$T/state/sandboxes/$SB"
 for id in $SB2 $SB3 $BR; do req DELETE "/v1/sandboxes/$id"; done
 req GET /v1/sandboxes
 check "all destroyed" jtrue 'd["total"] == 0' <<<"$body"
+
+if [ -n "$DB" ]; then
+	n=$(psql "$DB" -XtAc "select count(*) from commands where sandbox_id = '$SB'")
+	check "commands recorded in PostgreSQL ($n rows)" test "$n" -ge 10
+	n=$(psql "$DB" -XtAc "select count(*) from commands where sandbox_id = '$SB' and exit_code = 4 and stdout = E'hello\\n' and stdout_sha256 = '5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03'")
+	check "command row has capped output and sha256" test "$n" = 1
+	acts=$(psql "$DB" -XtAc "select string_agg(distinct action, ',' order by action) from audit_events where sandbox_id = '$SB'")
+	echo "     audit actions for $SB: $acts"
+	for a in sandbox.create command.start command.end snapshot.create snapshot.restore snapshot.delete sandbox.destroy; do
+		check "audit has $a" grep -q "$a" <<<"$acts"
+	done
+	req GET "/v1/sandboxes?state=DESTROYED&agent_id=agent-1"
+	check "destroyed sandboxes listed from the mirror" jtrue 'd["total"] == 1 and d["sandboxes"][0]["id"] == "'"$SB"'"' <<<"$body"
+fi
 
 kill -TERM "$spid"
 wait "$spid"
