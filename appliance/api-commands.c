@@ -42,10 +42,6 @@
 #include "log.h"
 #include "state.h"
 
-#pragma weak fl_db_command_begin
-#pragma weak fl_db_command_end
-#pragma weak fl_db_command_get
-#pragma weak fl_db_commands_list
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 FL_DEFINE_CLEANUP(DIR *, closedir)
@@ -486,7 +482,7 @@ static int run_begin(Run *run, const ExecReq *x)
 	if (r < 0)
 		return r;
 	run->started_ms = now_ms();
-	if (app->db && fl_db_command_begin) {
+	if (app->db) {
 		FlError err = {0};
 		FlDbCommandStart cs = {.sandbox_id = run->sandbox_id, .command = x->display,
 				       .env = x->env_json, .user = x->user};
@@ -909,7 +905,7 @@ int fl_api_commands_list(FlHttpReq *req, const char *sandbox_id, uint64_t limit,
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 	if (!o)
 		return fl_http_fail(req, -ENOMEM, "out of memory");
-	if (app->db && fl_db_commands_list) {
+	if (app->db) {
 		FlError err = {0};
 		struct json_object *arr = NULL;
 		uint64_t total = 0;
@@ -1001,7 +997,7 @@ static int get_command(FlHttpReq *req)
 	if (!cmd_id_ok(cid))
 		return fl_http_fail(req, -EINVAL, "invalid command id");
 	_cleanup_(json_object_putp) struct json_object *c = NULL;
-	if (req->app->db && fl_db_command_get) {
+	if (req->app->db) {
 		FlError err = {0};
 		r = fl_db_command_get(req->app->db, cid, &c, &err);
 		if (r < 0)

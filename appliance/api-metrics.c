@@ -29,7 +29,6 @@
 #include "events.h"
 #include "http.h"
 
-#pragma weak fl_engine_status
 
 #define METRICS_MAX (64u * 1024u)
 
@@ -90,8 +89,8 @@ static void engine_metrics(Buf *b, FlApp *app)
 	struct json_object *st = NULL, *v;
 
 	metric_head(b, "fluid_engine_up", "gauge", "1 when the sandbox engine is running");
-	out(b, "fluid_engine_up %d\n", app->engine && fl_engine_status ? 1 : 0);
-	if (app->engine && fl_engine_status)
+	out(b, "fluid_engine_up %d\n", app->engine ? 1 : 0);
+	if (app->engine)
 		st = fl_engine_status(app->engine);
 
 	metric_head(b, "fluid_sandboxes", "gauge", "Sandboxes by state");

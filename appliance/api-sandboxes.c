@@ -29,9 +29,6 @@
 #include "engine-service.h"
 #include "log.h"
 
-#pragma weak fl_db_ping
-#pragma weak fl_db_sandbox_upsert
-#pragma weak fl_db_sandboxes_list
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
@@ -39,7 +36,7 @@ FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 static int db_gate(FlHttpReq *req)
 {
 	FlError err = {0};
-	if (!req->app->db || !fl_db_ping)
+	if (!req->app->db)
 		return 0;
 	int r = fl_db_ping(req->app->db, &err);
 	return r < 0 ? fl_http_fail(req, -ENOTCONN, "database unavailable: %s", err.msg) : 0;
@@ -50,7 +47,7 @@ static void db_record(FlHttpReq *req, const char *action, struct json_object *sa
 		      struct json_object *details)
 {
 	FlError err = {0};
-	if (!req->app->db || !fl_db_sandbox_upsert || !sandbox)
+	if (!req->app->db || !sandbox)
 		return;
 	const char *id = json_object_get_string(json_object_object_get(sandbox, "id"));
 	FlAuditEvent ev = {.role = fl_role_name(req->role), .action = action, .sandbox_id = id,
@@ -225,7 +222,7 @@ static int get_sandboxes(FlHttpReq *req)
 		/* destroyed sandboxes only live on in the database mirror */
 		struct json_object *arr = NULL;
 		uint64_t total = 0;
-		if (req->app->db && fl_db_sandboxes_list) {
+		if (req->app->db) {
 			FlError err = {0};
 			FlDbSandboxFilter f = {want[0], want[1], want[2], want[3], want[4],
 					       limit ? (unsigned)limit : 1, (unsigned)offset};

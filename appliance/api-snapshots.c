@@ -24,8 +24,6 @@
 #include "engine-service.h"
 #include "log.h"
 
-#pragma weak fl_db_ping
-#pragma weak fl_db_audit
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
@@ -37,7 +35,7 @@ static bool snap_name_ok(const char *s)
 static int db_gate(FlHttpReq *req)
 {
 	FlError err = {0};
-	if (!req->app->db || !fl_db_ping)
+	if (!req->app->db)
 		return 0;
 	int r = fl_db_ping(req->app->db, &err);
 	return r < 0 ? fl_http_fail(req, -ENOTCONN, "database unavailable: %s", err.msg) : 0;
@@ -46,7 +44,7 @@ static int db_gate(FlHttpReq *req)
 static void audit(FlHttpReq *req, const char *action, const char *id, const char *name)
 {
 	FlError err = {0};
-	if (!req->app->db || !fl_db_audit)
+	if (!req->app->db)
 		return;
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();
 	json_object_object_add(d, "snapshot", json_object_new_string(name));

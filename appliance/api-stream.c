@@ -50,7 +50,6 @@ FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 /* Weak: linking the stream must not pull the engine library in by itself
  * (the engine service does); app->engine is only set when it is linked. */
-#pragma weak fl_engine_get
 
 #define STREAM_PING_MS 20000
 #define STREAM_MAX_CLIENT_FRAME 65536
@@ -134,7 +133,7 @@ static int ws_connect(const struct mg_connection *conn, void *cbdata)
 	_cleanup_(json_object_putp) struct json_object *rec = NULL;
 	bool test = test_mode() && !strncmp(id, "test-", 5);
 	if (!test) {
-		if (!app->engine || !fl_engine_get)
+		if (!app->engine)
 			return refuse(conn, 503, "the sandbox engine is not running");
 		FlError err = {0};
 		r = fl_engine_get(app->engine, id, &rec, &err);

@@ -34,10 +34,6 @@
 #include "log.h"
 
 /* The event bus may not be linked into every build (tests, partial trees). */
-#pragma weak fl_events_publish
-#pragma weak fl_events_engine_hook
-#pragma weak fl_db_sandbox_upsert
-#pragma weak fl_db_sandboxes_list
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
@@ -299,8 +295,7 @@ int fl_api_paging(FlHttpReq *req, uint64_t *limit, uint64_t *offset)
 
 void fl_api_publish(const char *sandbox_id, const char *type, struct json_object *data)
 {
-	if (fl_events_publish)
-		fl_events_publish(sandbox_id, type, data);
+	fl_events_publish(sandbox_id, type, data);
 }
 
 /* ---- engine calls on a big stack ---------------------------------------------- */
@@ -413,7 +408,7 @@ int fl_api_snapshot_delete(FlEngine *e, const char *id, const char *name, FlErro
 void fl_api_mirror_sandbox(FlApp *app, struct json_object *api_sandbox)
 {
 	FlError err = {0};
-	if (!app->db || !fl_db_sandbox_upsert || !api_sandbox)
+	if (!app->db || !api_sandbox)
 		return;
 	if (fl_db_sandbox_upsert(app->db, api_sandbox, NULL, &err) < 0)
 		fl_log_warn("sandbox mirror: %s", err.msg);
@@ -424,7 +419,7 @@ void fl_api_mirror_sandbox(FlApp *app, struct json_object *api_sandbox)
 static void reconcile_mirror(FlApp *app, FlEngine *e)
 {
 	static const char *const live[] = {"CREATED", "STARTING", "RUNNING", "STOPPED", "ERROR"};
-	if (!app->db || !fl_db_sandboxes_list || !fl_db_sandbox_upsert)
+	if (!app->db)
 		return;
 	for (size_t i = 0; i < FL_ARRAY_SIZE(live); i++) {
 		FlError err = {0};
@@ -455,8 +450,7 @@ static void on_engine_event(const char *sandbox_id, const char *event, struct js
 			    void *userdata)
 {
 	EngineService *s = userdata;
-	if (fl_events_engine_hook)
-		fl_events_engine_hook(sandbox_id, event, data, NULL);
+	fl_events_engine_hook(sandbox_id, event, data, NULL);
 	if (s->app && data) {
 		_cleanup_(json_object_putp) struct json_object *o = fl_api_sandbox_json(data);
 		if (o && !strcmp(event, "destroyed"))
@@ -543,11 +537,6 @@ static int engine_start(FlApp *app, FlError *err)
 	pick_image_dir(cfg, s->image_dir, sizeof(s->image_dir));
 	snprintf(s->default_image, sizeof(s->default_image), "%s", cfg->images.default_image);
 
-	if (!fl_engine_new) {
-		fl_log_warn("engine: not linked into this build (docs/api-notes.md): sandbox "
-			    "endpoints answer 503");
-		return 0;
-	}
 	FlEngineConfig ec = {
 		.state_dir = cfg->state_dir,
 		.image_dir = s->image_dir,

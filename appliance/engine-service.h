@@ -20,39 +20,6 @@
 #include "http.h"
 
 /*
- * The engine archive's private helpers fl_mkdir_p and fl_write_file_atomic
- * (engine-store.c) clash with appliance/state.c's at link time (same names,
- * different signatures). Until the engine renames them, the references
- * from the API are weak: the archive is then not linked and the API
- * answers 503 "engine not available"; `FL_ENGINE_STRONG` (set when the
- * engine is linked in, see docs/api-notes.md) makes them normal.
- */
-#ifndef FL_ENGINE_STRONG
-#pragma weak fl_engine_new
-#pragma weak fl_engine_free
-#pragma weak fl_engine_create
-#pragma weak fl_engine_get
-#pragma weak fl_engine_list
-#pragma weak fl_engine_start
-#pragma weak fl_engine_stop
-#pragma weak fl_engine_destroy
-#pragma weak fl_engine_exec
-#pragma weak fl_engine_agent_call
-#pragma weak fl_engine_stream_open
-#pragma weak fl_stream_in_fd
-#pragma weak fl_stream_out_fd
-#pragma weak fl_stream_close_input
-#pragma weak fl_stream_cancel
-#pragma weak fl_stream_resize
-#pragma weak fl_stream_finish
-#pragma weak fl_engine_snapshot
-#pragma weak fl_engine_restore
-#pragma weak fl_engine_snapshot_delete
-#pragma weak fl_engine_status
-#pragma weak fl_engine_prepare_template
-#endif
-
-/*
  * Engine operations that talk QMP run on a helper thread with a roomy
  * stack: Debian's civetweb gives its workers ~100 KiB stacks and libqmp
  * reads into a 64 KiB stack buffer, which overflows past the guard page

@@ -28,7 +28,7 @@ $(B)/fluid: $(FL_APP_OBJS) $(FL_APP_LIBS)
 BINS += $(B)/fluid
 
 # Unit tests (ASan + UBSan): each links only the modules it tests.
-FL_CONFIG_ASAN := $(B)/asan/appliance/config.o $(B)/asan/appliance/log.o
+FL_CONFIG_ASAN := $(B)/asan/appliance/config.o $(B)/asan/appliance/log.o $(B)/libcommon-asan.a
 $(B)/tests/unit/test-config: $(B)/asan/tests/unit/test-config.o $(FL_CONFIG_ASAN)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)

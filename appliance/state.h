@@ -10,9 +10,8 @@
 #include <sys/types.h>
 
 #include "error.h"
+#include "fsutil.h"
 
-/* Creates path and its missing parents with mode. Returns 0 or -errno. */
-int fl_mkdir_p(const char *path, mode_t mode);
 
 /*
  * Creates the state directory (0750) if needed and takes an exclusive lock
@@ -22,10 +21,5 @@ int fl_mkdir_p(const char *path, mode_t mode);
  */
 int fl_state_dir_lock(const char *dir, int *ret_lock_fd, FlError *err);
 
-/* Reads a whole file of at most max bytes, NUL-terminated. -EFBIG if larger. */
-int fl_read_file(const char *path, size_t max, char **ret, size_t *ret_len);
-
-/* Writes path atomically (temporary file in the same dir, fsync, rename). */
-int fl_write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 #endif

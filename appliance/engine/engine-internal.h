@@ -21,6 +21,7 @@
 
 #include "agent-client.h"
 #include "engine.h"
+#include "fsutil.h"
 #include "imgstore.h"
 #include "loop.h"
 #include "qmp.h"
@@ -126,9 +127,8 @@ int sb_state_parse(const char *s, SbState *ret);
 struct json_object *sb_to_json(const Sandbox *sb, bool internal);
 int sb_from_json(struct json_object *o, Sandbox *sb, FlError *err);
 int sb_save(FlEngine *e, Sandbox *sb, FlError *err); /* caller holds e->lock */
-int fl_write_file_atomic(const char *path, const void *data, size_t len, FlError *err);
-int fl_mkdir_p(const char *path, mode_t mode);
-int fl_rm_rf(const char *path);
+/* fl_write_file_atomic (common/fsutil.h) with the error in err. */
+int fl_save_file(const char *path, const void *data, size_t len, FlError *err);
 int64_t fl_unix_now(void);
 int fl_random_hex(char *buf, size_t nhex);
 bool fl_name_valid(const char *s, size_t max, bool allow_dot);

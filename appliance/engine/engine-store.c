@@ -72,83 +72,12 @@ bool fl_name_valid(const char *s, size_t max, bool allow_dot)
 	return true;
 }
 
-int fl_mkdir_p(const char *path, mode_t mode)
+int fl_save_file(const char *path, const void *data, size_t len, FlError *err)
 {
-	char tmp[1024];
-	if (strlen(path) >= sizeof(tmp))
-		return -ENAMETOOLONG;
-	strcpy(tmp, path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	int r = fl_write_file_atomic(path, data, len, 0600);
+	return r < 0 ? fl_error_set(err, r, "save %s: %s", path, strerror(-r)) : 0;
 }
 
-int fl_rm_rf(const char *path)
-{
-	_cleanup_(closedirp) DIR *d = NULL;
-	struct stat st;
-	if (lstat(path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISDIR(st.st_mode))
-		return unlink(path) < 0 ? -errno : 0;
-	d = opendir(path);
-	if (!d)
-		return -errno;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		char sub[1200];
-		if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= sizeof(sub))
-			return -ENAMETOOLONG;
-		int r = fl_rm_rf(sub);
-		if (r < 0)
-			return r;
-	}
-	return rmdir(path) < 0 ? -errno : 0;
-}
-
-int fl_write_file_atomic(const char *path, const void *data, size_t len, FlError *err)
-{
-	char tmp[1100];
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-		return fl_error_set(err, -ENAMETOOLONG, "path too long: %s", path);
-	_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return fl_error_set(err, -errno, "create %s: %m", tmp);
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			int r = -errno;
-			unlink(tmp);
-			return fl_error_set(err, r, "write %s: %s", tmp, strerror(-r));
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) < 0 || rename(tmp, path) < 0) {
-		int r = -errno;
-		unlink(tmp);
-		return fl_error_set(err, r, "save %s: %s", path, strerror(-r));
-	}
-	char dirbuf[1100];
-	strcpy(dirbuf, path);
-	_cleanup_close_ int dfd = open(dirname(dirbuf), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0)
-		fsync(dfd);
-	return 0;
-}
 
 static struct json_object *snap_to_json(const Snapshot *s)
 {
@@ -270,7 +199,7 @@ int sb_save(FlEngine *e, Sandbox *sb, FlError *err)
 	snprintf(path, sizeof(path), "%s/sandbox.json", sb->dir);
 	_cleanup_(json_object_putp) struct json_object *o = sb_to_json(sb, true);
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-	return fl_write_file_atomic(path, s, strlen(s), err);
+	return fl_save_file(path, s, strlen(s), err);
 }
 
 void fl_trace(const char *what, uint64_t *t)

@@ -110,7 +110,7 @@ int image_base_layer(FlEngine *e, const Image *img, char ret_id[IMG_ID_SIZE], Fl
 		return fl_error_prefix(err, "import base image %s", img->name);
 	char line[IMG_ID_SIZE + 1];
 	snprintf(line, sizeof(line), "%s\n", ret_id);
-	return fl_write_file_atomic(idfile, line, strlen(line), err);
+	return fl_save_file(idfile, line, strlen(line), err);
 }
 
 int qmp_simple(const char *qmp_path, const char *cmd, struct json_object *args,
@@ -201,7 +201,7 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 	char idfile[800], line[IMG_ID_SIZE + 1];
 	snprintf(idfile, sizeof(idfile), "%s/layer.id", build);
 	snprintf(line, sizeof(line), "%s\n", t->layer);
-	fl_write_file_atomic(idfile, line, strlen(line), NULL);
+	fl_save_file(idfile, line, strlen(line), NULL);
 
 	char ram[800];
 	snprintf(ram, sizeof(ram), "%s/ram", build);
@@ -264,7 +264,7 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 	char meta[800];
 	snprintf(meta, sizeof(meta), "%s/template.json", build);
 	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
-	r = fl_write_file_atomic(meta, s, strlen(s), err);
+	r = fl_save_file(meta, s, strlen(s), err);
 	if (r < 0)
 		goto fail_layer;
 	fl_rm_rf(t->dir);

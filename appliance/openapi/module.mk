@@ -19,7 +19,7 @@ $(B)/tests/unit/test-events: $(B)/asan/tests/unit/test-events.o $(B)/asan/applia
 UNIT_TESTS += $(B)/tests/unit/test-events
 
 $(B)/tests/unit/test-sshca: $(B)/asan/tests/unit/test-sshca.o $(B)/asan/appliance/sshca.o \
-		$(B)/asan/appliance/state.o
+		$(B)/asan/appliance/state.o $(B)/libcommon-asan.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
 
