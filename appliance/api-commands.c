@@ -42,7 +42,6 @@
 #include "log.h"
 #include "state.h"
 
-
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 FL_DEFINE_CLEANUP(DIR *, closedir)
 

@@ -29,7 +29,6 @@
 #include "engine-service.h"
 #include "log.h"
 
-
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 /* Mutating calls need the database up when there is one (API.md: 503). */

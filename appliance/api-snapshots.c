@@ -24,7 +24,6 @@
 #include "engine-service.h"
 #include "log.h"
 
-
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 static bool snap_name_ok(const char *s)

@@ -33,8 +33,6 @@
 #include "events.h"
 #include "log.h"
 
-/* The event bus may not be linked into every build (tests, partial trees). */
-
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 typedef struct EngineService {

@@ -41,25 +41,7 @@ check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; 
 json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
 jtrue() { python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if eval(sys.argv[1], {"d": d}) else 1)' "$1"; }
 
-# The engine archive and appliance/state.c both define fl_mkdir_p and
-# fl_write_file_atomic; until the engine renames its copies, build/fluid is
-# linked without the engine (the API answers 503). Then link a private
-# binary with the engine's copies renamed (docs/api-notes.md).
-if ! nm "$FLUID" 2>/dev/null | grep -q ' T fl_engine_new$'; then
-	echo "     build/fluid has no engine linked: linking $T/fluid with the engine helpers renamed"
-	objcopy --redefine-sym fl_write_file_atomic=fl_engine_write_file_atomic_ \
-		--redefine-sym fl_mkdir_p=fl_engine_mkdir_p_ build/libengine.a "$T/libengine.a" || exit 1
-	objs=()
-	for c in appliance/*.c; do
-		o=build/obj/${c%.c}.o
-		[ -f "$o" ] && objs+=("$o")
-	done
-	cc -o "$T/fluid" "${objs[@]}" -Wl,-u,fl_engine_new -Wl,--start-group "$T/libengine.a" \
-		build/libqmp.a build/libimgstore.a build/libagentc.a build/libcommon.a -Wl,--end-group \
-		-lcivetweb $(pkg-config --libs json-c yaml-0.1 libpq liburing libssh) -lcrypto -lpthread -ldl ||
-		{ echo "cannot link the test binary"; exit 1; }
-	FLUID=$T/fluid
-fi
+nm "$FLUID" 2>/dev/null | grep -q ' T fl_engine_new$' || { echo "build/fluid has no engine linked"; exit 1; }
 
 if [ ! -f build/images/tiny/image.json ]; then
 	./image-build/build-images --only tiny || { echo "cannot build the tiny image"; exit 1; }
