@@ -1,0 +1,32 @@
+# SPDX-License-Identifier: MIT
+# image-build/inspect: fluid-inspect, the static program the host pushes into
+# an inspector VM to compute a trusted diff (docs/diff.md), with its unit
+# tests and fuzzer. Host side: appliance/diff.c.
+
+INSPECT_DIR := image-build/inspect
+INSPECT_LIB_SRCS := $(INSPECT_DIR)/inspect-lib.c
+CPPFLAGS += -I$(INSPECT_DIR)
+INSPECT_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+# Static: it runs in whatever the template image has (busybox or Debian).
+$(B)/fluid-inspect: $(B)/obj/$(INSPECT_DIR)/fluid-inspect.o $(INSPECT_LIB_SRCS:%.c=$(B)/obj/%.o)
+	@mkdir -p $(@D)
+	$(CC) -static -o $@ $^
+
+BINS += $(B)/fluid-inspect
+
+# Unit tests of the pure parts (ASan/UBSan).
+INSPECT_UNIT := $(notdir $(basename $(wildcard tests/unit/test-inspect*.c)))
+$(INSPECT_UNIT:%=$(B)/tests/unit/%): $(B)/tests/unit/test-inspect%: \
+		$(B)/asan/tests/unit/test-inspect%.o $(INSPECT_LIB_SRCS:%.c=$(B)/asan/%.o)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(INSPECT_CMOCKA)
+UNIT_TESTS += $(INSPECT_UNIT:%=$(B)/tests/unit/%)
+
+# Fuzzer for the dpkg/passwd/group/shadow parsers, the line diff and the globs.
+INSPECT_FUZZ := $(notdir $(basename $(wildcard tests/fuzz/fuzz-inspect*.c)))
+$(INSPECT_FUZZ:%=$(B)/tests/fuzz/%): $(B)/tests/fuzz/fuzz-inspect%: \
+		$(B)/fuzz/tests/fuzz/fuzz-inspect%.o $(INSPECT_LIB_SRCS:%.c=$(B)/fuzz/%.o)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^
+FUZZERS += $(INSPECT_FUZZ:%=$(B)/tests/fuzz/%)
