@@ -85,7 +85,7 @@ static int64_t jint(struct json_object *o, const char *k, int64_t def)
 static void engine_metrics(Buf *b, FlApp *app)
 {
 	static const char *const states[] = {"CREATED", "STARTING", "RUNNING", "STOPPED",
-					     "DESTROYED", "ERROR"};
+					     "ERROR"};
 	struct json_object *st = NULL, *v;
 
 	metric_head(b, "fluid_engine_up", "gauge", "1 when the sandbox engine is running");

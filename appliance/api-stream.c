@@ -48,9 +48,6 @@
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
-/* Weak: linking the stream must not pull the engine library in by itself
- * (the engine service does); app->engine is only set when it is linked. */
-
 #define STREAM_PING_MS 20000
 #define STREAM_MAX_CLIENT_FRAME 65536
 
