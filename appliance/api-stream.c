@@ -93,11 +93,31 @@ static bool parse_path(const char *uri, char *id, size_t len)
 	return true;
 }
 
-/* Sends an error response from the connect handler (no handshake follows). */
+/*
+ * Sends an error response from the connect handler (no handshake follows).
+ * civetweb's response-header API refuses connections that asked for a
+ * WebSocket, so the response is written raw, in the API's error shape.
+ */
 static int refuse(const struct mg_connection *cconn, int status, const char *msg)
 {
-	FlHttpReq req = {.conn = (struct mg_connection *)cconn, .method = "GET"};
-	fl_http_send_error(&req, status, msg, NULL);
+	struct mg_connection *conn = (struct mg_connection *)cconn;
+	struct json_object *o = json_object_new_object();
+	if (!o)
+		return 1;
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_object_object_add(o, "code", json_object_new_int(status));
+	json_object_object_add(o, "details", NULL);
+	size_t len;
+	const char *body = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	const char *reason = mg_get_response_code_text(conn, status);
+	mg_printf(conn,
+		  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		  "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+		  status, reason ? reason : "Error", len + 1,
+		  status == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
+	mg_write(conn, body, len);
+	mg_write(conn, "\n", 1);
+	json_object_put(o);
 	return 1;
 }
 
