@@ -21,6 +21,7 @@ static int cmd_help(int argc, char **argv);
 int fl_cmd_routes(int argc, char **argv); /* api-openapi.c */
 static int cmd_version(int argc, char **argv);
 int fl_cmd_sandbox(int argc, char **argv); /* cli-sandbox.c */
+int fl_cmd_playbook(int argc, char **argv); /* cli-playbook.c */
 
 static const Command commands[] = {
 	{"serve", fl_cmd_serve, "run the server (REST API, web UI, sandbox engine)"},
@@ -29,6 +30,7 @@ static const Command commands[] = {
 	{"accel", fl_cmd_accel, "run the KVM/TCG accelerator probe"},
 	{"sandbox", fl_cmd_sandbox, "create, list, exec in, copy to/from, snapshot, destroy sandboxes"},
 	{"token", fl_cmd_token, "create, list or revoke API tokens (admin)"},
+	{"playbook", fl_cmd_playbook, "generate Ansible playbooks from diffs; list, show, export them"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
 	{"routes", fl_cmd_routes, "list the API routes this binary serves (tests, docs)"},
 	{"version", cmd_version, "print the version"},
