@@ -30,3 +30,11 @@ $(INSPECT_FUZZ:%=$(B)/tests/fuzz/%): $(B)/tests/fuzz/fuzz-inspect%: \
 	@mkdir -p $(@D)
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^
 FUZZERS += $(INSPECT_FUZZ:%=$(B)/tests/fuzz/%)
+
+# The host half (appliance/diff.c) driven through the engine library against
+# real QEMU (tiny, and debian-12 when built).
+$(B)/tests/integration/test-diff: $(B)/obj/tests/integration/test-diff.o $(B)/obj/appliance/diff.o \
+		$(ENGINE_DEPS) | $(B)/fluid-inspect
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(ENGINE_LIBS) -lcmocka
+INTEG_TESTS += $(if $(wildcard tests/integration/test-diff.c),$(B)/tests/integration/test-diff)
