@@ -22,6 +22,7 @@ int fl_cmd_routes(int argc, char **argv); /* api-openapi.c */
 static int cmd_version(int argc, char **argv);
 int fl_cmd_sandbox(int argc, char **argv); /* cli-sandbox.c */
 int fl_cmd_playbook(int argc, char **argv); /* cli-playbook.c */
+int fl_cmd_diff(int argc, char **argv); /* cli-diff.c */
 
 static const Command commands[] = {
 	{"serve", fl_cmd_serve, "run the server (REST API, web UI, sandbox engine)"},
@@ -30,6 +31,7 @@ static const Command commands[] = {
 	{"accel", fl_cmd_accel, "run the KVM/TCG accelerator probe"},
 	{"sandbox", fl_cmd_sandbox, "create, list, exec in, copy to/from, snapshot, destroy sandboxes"},
 	{"token", fl_cmd_token, "create, list or revoke API tokens (admin)"},
+	{"diff", fl_cmd_diff, "trusted diff between two snapshots of a sandbox (or one and live)"},
 	{"playbook", fl_cmd_playbook, "generate Ansible playbooks from diffs; list, show, export them"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
 	{"routes", fl_cmd_routes, "list the API routes this binary serves (tests, docs)"},
