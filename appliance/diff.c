@@ -976,7 +976,7 @@ static int compute(FlEngine *e, const FlDiffSpec *spec, struct json_object **ret
 		r = fl_error_set(err, -EIO, "inspector gave no usable disks");
 		goto close;
 	}
-	if ((r = push_binary(e, iid, bin, "/run/fluid-inspect", err)) < 0)
+	if ((r = push_binary(e, iid, bin, "/var/lib/fluid/fluid-inspect", err)) < 0)
 		goto close;
 	char mount_cmd[256];
 	snprintf(mount_cmd, sizeof(mount_cmd),
@@ -995,7 +995,7 @@ static int compute(FlEngine *e, const FlDiffSpec *spec, struct json_object **ret
 	c.err[0] = 0;
 	const char *argv[8 + 2 * FL_DIFF_MAX_IGNORE];
 	size_t a = 0;
-	argv[a++] = "/run/fluid-inspect";
+	argv[a++] = "/var/lib/fluid/fluid-inspect";
 	argv[a++] = "--old";
 	argv[a++] = "/mnt/a";
 	argv[a++] = "--new";

@@ -475,6 +475,8 @@ typedef struct Ops {
 
 static int ops_push(Ops *o, char c, size_t count)
 {
+	if (!count)
+		return 0;
 	if (o->n + count > o->cap) {
 		size_t nc = o->cap ? o->cap : 1024;
 		while (nc < o->n + count)
@@ -869,7 +871,7 @@ int ins_dpkg_parse(const char *buf, size_t len, InsPkg **ret, size_t *ret_n, boo
 		}
 		if (i >= len)
 			break;
-		i = e + 1;
+		i = e < len ? e + 1 : len; /* a last line without '\n' still ends its paragraph */
 	}
 	if (r == 0 && n)
 		qsort(v, n, sizeof(*v), cmp_pkgtmp);

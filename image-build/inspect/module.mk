@@ -20,7 +20,7 @@ INSPECT_UNIT := $(notdir $(basename $(wildcard tests/unit/test-inspect*.c)))
 $(INSPECT_UNIT:%=$(B)/tests/unit/%): $(B)/tests/unit/test-inspect%: \
 		$(B)/asan/tests/unit/test-inspect%.o $(INSPECT_LIB_SRCS:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
-	$(CC) $(SAN) -o $@ $^ $(INSPECT_CMOCKA)
+	$(CC) $(SAN) -o $@ $^ $(INSPECT_CMOCKA) $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 UNIT_TESTS += $(INSPECT_UNIT:%=$(B)/tests/unit/%)
 
 # Fuzzer for the dpkg/passwd/group/shadow parsers, the line diff and the globs.
