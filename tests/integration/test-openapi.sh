@@ -114,7 +114,11 @@ server:
   listen: 127.0.0.1:0
 state_dir: $T/state
 accelerator: tcg
+images:
+  dir: $T/no-images
+  pool_size: 0
 EOF
+mkdir -p "$T/no-images"
 "$FLUID" serve --config "$T/config.yaml" >"$T/serve.log" 2>&1 &
 spid=$!
 for ((i = 0; i < 600; i++)); do [ -s "$T/state/serve.json" ] && break; sleep 0.1; done
@@ -139,11 +143,16 @@ live_bad=0 live_n=0
 while read -r m p; do
 	[ "$p" = /v1/sandboxes/{id}/stream ] && continue # WebSocket: test-stream.sh
 	url=$URL$(sed 's/{[^}]*}/fluid-openapi-probe/g' <<<"$p")
-	# Harmless probes: ids that do not exist, empty JSON bodies, short timeouts.
+	# Harmless probes: ids that do not exist, bodies with an unknown field
+	# (rejected before anything happens), short timeouts.
 	code=$(curl -sS -m 20 -o "$T/probe.out" -w '%{http_code}' -X "$m" "${AUTH[@]}" \
-		-H 'Content-Type: application/json' $([ "$m" != GET ] && [ "$m" != DELETE ] && echo --data '{}') "$url")
+		-H 'Content-Type: application/json' \
+		$([ "$m" != GET ] && [ "$m" != DELETE ] && echo --data '{"fluid_openapi_probe":1}') "$url" 2>/dev/null)
 	live_n=$((live_n + 1))
-	if [ "$code" = 405 ] || { [ "$code" = 404 ] && grep -q '"no such endpoint"' "$T/probe.out"; }; then
+	if [ "$code" = 000 ]; then
+		echo "     $m $p -> no answer in 20 s"
+		live_bad=$((live_bad + 1))
+	elif [ "$code" = 405 ] || { [ "$code" = 404 ] && grep -q '"no such endpoint"' "$T/probe.out"; }; then
 		echo "     $m $p -> $code $(head -c 200 "$T/probe.out")"
 		live_bad=$((live_bad + 1))
 	fi
