@@ -598,7 +598,14 @@ int fl_ansible_yaml(struct json_object *pb, char **ret, size_t *ret_len, FlError
 			buf_printf(&b, "# ... and %zu more not reproduced\n", n - 200);
 	}
 	buf_puts(&b, "- name: ");
-	const char *pn = name ? name : "Reproduce sandbox changes";
+	/* ansible-lint wants names that start with a capital letter */
+	char pn[600];
+	if (!name)
+		snprintf(pn, sizeof(pn), "Reproduce sandbox changes");
+	else if (name[0] >= 'A' && name[0] <= 'Z')
+		snprintf(pn, sizeof(pn), "%s", name);
+	else
+		snprintf(pn, sizeof(pn), "Playbook %s", name);
 	if ((r = put_str(&b, pn, strlen(pn), 8, 4, false)) < 0)
 		goto fail;
 	buf_puts(&b, "  hosts: ");

@@ -77,6 +77,26 @@ static const FlDbMigration migrations[] = {
 	 "  hash text NOT NULL UNIQUE CHECK (hash ~ '^[0-9a-f]{64}$'),"
 	 "  created_at timestamptz NOT NULL DEFAULT now(),"
 	 "  revoked_at timestamptz);"},
+	/* Playbooks (appliance/ansible-store.c, docs/ansible.md). json, not
+	 * jsonb: task parameters keep their key order in the rendered YAML. */
+	{2, "playbooks, playbook tasks",
+	 "CREATE TABLE playbooks ("
+	 "  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+	 "  name text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9._-]{1,64}$'),"
+	 "  hosts text NOT NULL DEFAULT 'all',"
+	 "  become boolean NOT NULL DEFAULT true,"
+	 "  sandbox_id text, diff_id text,"
+	 "  meta json NOT NULL DEFAULT '{}',"
+	 "  created_at timestamptz NOT NULL DEFAULT now(),"
+	 "  updated_at timestamptz NOT NULL DEFAULT now());"
+	 "CREATE TABLE playbook_tasks ("
+	 "  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+	 "  playbook_id uuid NOT NULL REFERENCES playbooks (id) ON DELETE CASCADE,"
+	 "  position integer NOT NULL,"
+	 "  name text NOT NULL, module text NOT NULL,"
+	 "  params json NOT NULL, extra json NOT NULL DEFAULT '{}',"
+	 "  created_at timestamptz NOT NULL DEFAULT now(),"
+	 "  UNIQUE (playbook_id, position) DEFERRABLE INITIALLY DEFERRED);"},
 };
 
 size_t fl_db_migrations(const FlDbMigration **ret)
