@@ -82,7 +82,7 @@ ssh-keygen -q -t ed25519 -N '' -C alice@laptop -f "$T/alice"
 pub=$(cat "$T/alice.pub")
 $WS "$WSURL/v1/sandboxes/test-sb1/stream" --expect-type access.granted --timeout 10 >"$T/ws.out" 2>&1 &
 wpid=$!
-sleep 0.5
+for ((i = 0; i < 200; i++)); do grep -q stream.open "$T/ws.out" 2>/dev/null && break; sleep 0.1; done
 before=$(date +%s)
 code=$(request "$(mkreq test-sb1 alice "$pub" 5)")
 after=$(date +%s)

@@ -11,7 +11,10 @@
 #    produces command.start, command.output (stdout and stderr) and
 #    command.end frames for that command, and stop/start produce state frames;
 #  - /metrics is Prometheus text (every line a comment or `name{labels} value`)
-#    and counts the events and HTTP responses.
+#    and counts the events and HTTP responses;
+#  - with token auth (a private PostgreSQL cluster, when initdb exists): no
+#    or a bad token is refused with 401 before the handshake, a token in the
+#    Authorization header or in the `token` query parameter is accepted.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -21,9 +24,12 @@ IMAGES=${FLUID_IMAGE_DIR:-$ROOT/build/images}
 [ -x "$FLUID" ] || { echo "build/fluid missing"; exit 1; }
 
 T=$(mktemp -d)
+chmod 0755 "$T" # the private PostgreSQL cluster's owner must reach it
 spid=
+DB=
 cleanup() {
 	[ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+	[ -n "$DB" ] && FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" stop >/dev/null 2>&1
 	# VMs outlive the daemon by design: stop the ones this test's server made.
 	for p in $(pgrep -f "qemu-system.*$T/" 2>/dev/null); do kill "$p" 2>/dev/null; done
 	rm -rf "$T"
@@ -35,6 +41,14 @@ pass=0 fail=0
 ok() { echo "ok   - $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL - $1"; fail=$((fail + 1)); }
 check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
+# wait_open FILE...: until each client has printed its stream.open frame
+# (it is subscribed from then on), at most 20 s.
+wait_open() {
+	local f i
+	for f in "$@"; do
+		for ((i = 0; i < 200; i++)); do grep -q stream.open "$f" 2>/dev/null && break; sleep 0.1; done
+	done
+}
 jtrue() { python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if eval(sys.argv[1], {"d": d}) else 1)' "$1"; }
 
 cat >"$T/config.yaml" <<EOF
@@ -69,7 +83,7 @@ $WS "$WSURL/v1/sandboxes/test-a/stream" --expect-type test.third --timeout 10 >"
 apid=$!
 $WS "$WSURL/v1/sandboxes/test-b/stream" --timeout 4 >"$T/b.out" 2>&1 &
 bpid=$!
-sleep 0.5 # both subscribed (their hello frames are written after subscribing)
+wait_open "$T/a.out" "$T/b.out"
 t0=$(date +%s%N)
 $WS "$WSURL/v1/sandboxes/test-a/stream" --count 4 --timeout 10 \
 	--send '{"publish":{"type":"test.first","data":{"n":1}}}' \
@@ -141,7 +155,7 @@ else
 		ok "created sandbox $SB"
 		$WS "$WSURL/v1/sandboxes/$SB/stream" --expect-type command.end --timeout 60 >"$T/cmd.out" 2>&1 &
 		wpid=$!
-		sleep 0.5
+		wait_open "$T/cmd.out"
 		curl -sS -m 60 -o "$T/run.out" -X POST "$URL/v1/sandboxes/$SB/run" \
 			-d '{"command":"echo out-line; echo err-line >&2; exit 3"}'
 		wait $wpid
@@ -154,7 +168,7 @@ evs = [json.loads(l) for l in lines[1:]]
 assert evs[0]["type"] == "stream.open" and evs[0]["data"]["sandbox"]["state"] == "RUNNING", evs[0]
 mine = [e for e in evs if (e.get("data") or {}).get("command_id") == run["id"]]
 types = [e["type"] for e in mine]
-assert types[0] == "command.start" and types[-1] == "command.end", types
+assert types and types[0] == "command.start" and types[-1] == "command.end", (types, evs)
 assert mine[0]["data"]["command"] == "echo out-line; echo err-line >&2; exit 3"
 out = "".join(e["data"]["data"] for e in mine if e["type"] == "command.output" and e["data"]["stream"] == "stdout")
 err = "".join(e["data"]["data"] for e in mine if e["type"] == "command.output" and e["data"]["stream"] == "stderr")
@@ -168,7 +182,7 @@ EOF
 
 		$WS "$WSURL/v1/sandboxes/$SB/stream" --count 3 --timeout 60 >"$T/state.out" 2>&1 &
 		wpid=$!
-		sleep 0.5
+		wait_open "$T/state.out"
 		curl -sS -m 60 -o /dev/null -X POST "$URL/v1/sandboxes/$SB/stop"
 		curl -sS -m 60 -o /dev/null -X POST "$URL/v1/sandboxes/$SB/start"
 		wait $wpid
@@ -176,6 +190,42 @@ EOF
 			test "$(grep -c '"type":"state"' "$T/state.out")" -ge 2
 		code=$(curl -sS -m 60 -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/sandboxes/$SB")
 		check "sandbox destroyed ($code)" test "$code" = 200
+	fi
+fi
+
+# 5. Token auth: header or query parameter, refusals before the handshake.
+if [ "${FLUID_TEST_STREAM_DB:-1}" = 0 ] || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then
+	echo "skip - no PostgreSQL here: stream token auth not checked"
+else
+	kill -TERM "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=
+	sed "s|state_dir: .*|state_dir: $T/auth|" "$T/config.yaml" >"$T/auth.yaml"
+	if FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" start >"$T/pg.log" 2>&1; then
+		DB=$(FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" url)
+		DATABASE_URL=$DB FLUID_TEST_EVENTS=1 "$FLUID" serve --config "$T/auth.yaml" >"$T/auth.log" 2>&1 &
+		spid=$!
+		for ((i = 0; i < 600; i++)); do [ -s "$T/auth/serve.json" ] && break; sleep 0.1; done
+		URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$T/auth/serve.json")
+		WSURL=ws://${URL#http://}
+		TOKEN=$(cat "$T/auth/admin.token" 2>/dev/null)
+		check "server with token auth started" test -n "$TOKEN"
+		out=$($WS "$WSURL/v1/sandboxes/test-a/stream" --status-only 2>&1)
+		check "no token -> 401 before the handshake ($(head -1 <<<"$out"))" \
+			grep -q '^HTTP/1.1 401' <<<"$out"
+		check "  with the error shape" grep -q '"code":401' <<<"$out"
+		out=$($WS "$WSURL/v1/sandboxes/test-a/stream?token=nope" --status-only 2>&1)
+		check "bad token in the query -> 401" grep -q '^HTTP/1.1 401' <<<"$out"
+		out=$($WS "$WSURL/v1/sandboxes/test-a/stream" --header "Authorization: Bearer nope" --status-only 2>&1)
+		check "bad token in the header -> 401" grep -q '^HTTP/1.1 401' <<<"$out"
+		out=$($WS "$WSURL/v1/sandboxes/test-a/stream" --header "Authorization: Bearer $TOKEN" --count 1 --timeout 10 2>&1)
+		check "token in the Authorization header -> stream opens" grep -q '"type":"stream.open"' <<<"$out"
+		out=$($WS "$WSURL/v1/sandboxes/test-a/stream?token=$TOKEN" --count 1 --timeout 10 2>&1)
+		check "token in the query parameter (browsers) -> stream opens" grep -q '"type":"stream.open"' <<<"$out"
+		code=$(curl -sS -o /dev/null -w '%{http_code}' "$URL/metrics")
+		check "/metrics without a token -> 401" test "$code" = 401
+		code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$URL/metrics")
+		check "/metrics with a token -> 200" test "$code" = 200
+	else
+		bad "private PostgreSQL cluster started"; tail -5 "$T/pg.log"
 	fi
 fi
 
