@@ -22,6 +22,8 @@ T=$(mktemp -d)
 spid=
 cleanup() {
 	[ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+	# VMs outlive the daemon by design: stop any this test's server made.
+	for p in $(pgrep -f "qemu-system.*$T/" 2>/dev/null); do kill "$p" 2>/dev/null; done
 	rm -rf "$T"
 }
 trap cleanup EXIT
