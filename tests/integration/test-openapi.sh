@@ -6,6 +6,8 @@
 #  - every operation in the document is routed, unless marked
 #    "x-fluid-planned": true (contract paths not served yet); a planned
 #    operation that is routed fails too (drop the marker);
+#  - every path of API.md (both compatibility sets and fluid's own, listed
+#    below) is in the document;
 #  - the document is well formed (OpenAPI 3, $refs resolve, every {param}
 #    of a path is declared, every operation has responses and an operationId,
 #    operationIds are unique, the error shape is the API.md one);
@@ -36,10 +38,72 @@ bad() { echo "FAIL - $1"; fail=$((fail + 1)); }
 "$FLUID" routes >"$T/routes" || { bad "fluid routes runs"; exit 1; }
 ok "fluid routes lists $(wc -l <"$T/routes") routes"
 
+# The paths of API.md (../shared/API.md), which the document must describe.
+cat >"$T/contract" <<'EOF'
+POST /v1/sandboxes
+GET /v1/sandboxes/{id}
+POST /v1/sandboxes/{id}/start
+POST /v1/sandboxes/{id}/stop
+DELETE /v1/sandboxes/{id}
+POST /v1/sandboxes/{id}/command
+POST /api/v1/tmux/panes/send-keys
+POST /api/v1/tmux/panes/read
+POST /v1/sandboxes/{id}/snapshots
+GET /v1/sandboxes/{id}/snapshots
+POST /v1/sandboxes/{id}/snapshots/{name}/restore
+POST /api/v1/human/ask
+GET /v1/health
+GET /v1/vms
+GET /v1/sandboxes
+GET /v1/sandboxes/{id}/commands
+POST /v1/sandboxes/{id}/run
+GET /v1/sandboxes/{id}/ip
+POST /v1/sandboxes/{id}/sshkey
+POST /v1/sandboxes/{id}/snapshot
+POST /v1/sandboxes/{id}/diff
+POST /v1/sandboxes/{id}/generate/ansible
+GET /v1/ansible/playbooks
+POST /v1/ansible/playbooks
+GET /v1/ansible/playbooks/{name}
+DELETE /v1/ansible/playbooks/{name}
+GET /v1/ansible/playbooks/{name}/export
+POST /v1/ansible/playbooks/{name}/tasks
+PUT /v1/ansible/playbooks/{name}/tasks/{task_id}
+DELETE /v1/ansible/playbooks/{name}/tasks/{task_id}
+PATCH /v1/ansible/playbooks/{name}/tasks/reorder
+POST /v1/access/request
+GET /v1/access/ca-pubkey
+GET /v1/access/certificate/{id}
+DELETE /v1/access/certificate/{id}
+GET /v1/access/certificates
+GET /v1/sandboxes/{id}/stream
+POST /v1/sandboxes/{id}/exec
+GET /v1/sandboxes/{id}/files
+PUT /v1/sandboxes/{id}/files
+DELETE /v1/sandboxes/{id}/files
+GET /v1/sandboxes/{id}/files/list
+DELETE /v1/sandboxes/{id}/snapshots/{name}
+POST /v1/sandboxes/{id}/changes
+GET /v1/changes/{id}
+POST /v1/approvals
+GET /v1/approvals
+GET /v1/approvals/{id}
+POST /v1/approvals/{id}/approve
+POST /v1/approvals/{id}/reject
+POST /v1/approvals/{id}/apply
+GET /v1/audit
+GET /v1/audit/verify
+GET /v1/status
+GET /metrics
+GET /v1/hosts
+GET /v1/openapi.json
+EOF
+
 # 1-3: static comparison and document checks (one line per problem).
-python3 - "$DOC" "$T/routes" >"$T/static.out" 2>&1 <<'EOF'
+python3 - "$DOC" "$T/routes" "$T/contract" >"$T/static.out" 2>&1 <<'EOF'
 import json, re, sys
 doc = json.load(open(sys.argv[1]))
+contract = {tuple(l.split()) for l in open(sys.argv[3]) if l.strip()}
 routes = set()
 for line in open(sys.argv[2]):
     m, p, _role = line.split()
@@ -97,6 +161,8 @@ for m, p in sorted(documented - routes - planned):
     problems.append(f"in the document but not routed (mark it x-fluid-planned if it is not served yet): {m} {p}")
 for m, p in sorted(planned & routes):
     problems.append(f"routed but marked x-fluid-planned in the document (drop the marker): {m} {p}")
+for m, p in sorted(contract - documented):
+    problems.append(f"API.md path missing from the document: {m} {p}")
 for pr in problems:
     print(pr)
 print(f"SUMMARY routes={len(routes)} documented={len(documented)} planned={len(planned)} problems={len(problems)}", file=sys.stderr)
