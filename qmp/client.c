@@ -573,11 +573,11 @@ static void on_message(struct json_object *msg, void *userdata)
 
 static void do_read(QmpClient *c)
 {
-	char buf[65536];
+	char buf[4096]; /* small: callers may be threads with small stacks (civetweb) */
 
 	/* Bounded so one busy connection cannot starve the owner's loop;
 	 * poll() reports the rest. */
-	for (int round = 0; round < 16 && c->state != CS_DEAD; round++) {
+	for (int round = 0; round < 64 && c->state != CS_DEAD; round++) {
 		ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)

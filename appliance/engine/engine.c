@@ -306,6 +306,19 @@ static void suspend_path(const Sandbox *sb, char *buf, size_t len)
 
 typedef enum BootKind { BOOT_COLD, BOOT_TEMPLATE, BOOT_STATE } BootKind;
 
+/* Late-root images: asks the agent to mount and enter the root disk. A
+ * no-op for a guest that is already in it (resumed from saved RAM). */
+static int enter_root(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
+{
+	if (!img->late_root)
+		return 0;
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "device", json_object_new_string(img->root_device));
+	json_object_object_add(a, "fstype", json_object_new_string(img->root_fstype));
+	int r = ea_call(e, sb, "root", a, 60000, NULL, err);
+	return r < 0 ? fl_error_prefix(err, "entering the root filesystem") : 0;
+}
+
 /*
  * Boots the sandbox's VM on its active layer: cold, from its template
  * (clone), or from a checkpoint's state file. Waits for the agent.
@@ -377,19 +390,11 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		vm_stop(e, sb);
 		return r;
 	}
-	if (img.late_root) { /* a no-op for a guest resumed with its root mounted */
-		struct json_object *a = json_object_new_object();
-		json_object_object_add(a, "device", json_object_new_string(img.root_device));
-		json_object_object_add(a, "fstype", json_object_new_string(img.root_fstype));
-		r = ea_call(e, sb, "root", a, 60000, NULL, err);
-		fl_trace("root", &t);
-		if (r < 0) {
-			fl_error_prefix(err, "mounting the root filesystem");
-			vm_stop(e, sb);
-			return r;
-		}
-	}
-	return 0;
+	r = enter_root(e, sb, &img, err);
+	fl_trace("root", &t);
+	if (r < 0)
+		vm_stop(e, sb);
+	return r;
 }
 
 /* How to boot a sandbox on a disk without saved RAM: from its template
@@ -877,13 +882,26 @@ static void refresh_liveness(FlEngine *e, Sandbox *sb)
 
 int fl_engine_get(FlEngine *e, const char *id, struct json_object **ret, FlError *err)
 {
-	Sandbox *sb;
-	int r = sb_acquire(e, id, &sb, err);
-	if (r < 0)
-		return r;
-	refresh_liveness(e, sb);
+	/* Never waits behind a long operation (snapshot, restore): while one
+	 * runs, the record it keeps up to date is the answer. */
+	pthread_mutex_lock(&e->lock);
+	Sandbox *sb = id ? table_find(e, id) : NULL;
+	if (!sb || sb->state == SB_DESTROYED) {
+		pthread_mutex_unlock(&e->lock);
+		return fl_error_set(err, -ENOENT, "no sandbox '%s'", id ? id : "");
+	}
+	sb->refs++;
+	pthread_mutex_unlock(&e->lock);
+	if (pthread_mutex_trylock(&sb->op_lock) == 0) {
+		refresh_liveness(e, sb);
+		pthread_mutex_unlock(&sb->op_lock);
+	}
 	*ret = sb_json(e, sb);
-	sb_release(e, sb);
+	pthread_mutex_lock(&e->lock);
+	bool last = --sb->refs == 0 && sb->state == SB_DESTROYED;
+	pthread_mutex_unlock(&e->lock);
+	if (last)
+		sb_free(sb);
 	return 0;
 }
 
@@ -1005,9 +1023,12 @@ static int need_running(FlEngine *e, Sandbox *sb, FlError *err)
 	refresh_liveness(e, sb);
 	if (sb->state != SB_RUNNING)
 		return fl_error_set(err, -EBUSY, "sandbox %s is %s, not RUNNING", sb->id, sb_state_name(sb->state));
-	if (!sb->conn) { /* e.g. after a daemon restart */
+	if (!sb->conn) { /* after a daemon restart, or an agent restarted in the guest */
 		int r = ea_connect(e, sb, 10000, err);
 		if (r < 0)
+			return r;
+		Image img;
+		if (image_load(e, sb->base_image, &img, NULL) == 0 && (r = enter_root(e, sb, &img, err)) < 0)
 			return r;
 	}
 	return 0;
@@ -1058,7 +1079,8 @@ int fl_engine_stream_open(FlEngine *e, const char *id, const FlStreamSpec *spec,
 			  FlError *err)
 {
 	bool known = spec->op && (!strcmp(spec->op, "exec") || !strcmp(spec->op, "pty") ||
-				  !strcmp(spec->op, "file_read") || !strcmp(spec->op, "file_write"));
+				  !strcmp(spec->op, "file_read") || !strcmp(spec->op, "file_write") ||
+				  !strcmp(spec->op, "bg_output"));
 	if (!known || (!strcmp(spec->op, "exec") || !strcmp(spec->op, "pty")) != !!spec->exec) {
 		json_object_put(spec->args);
 		return fl_error_set(err, -EINVAL, "unsupported stream op");
@@ -1678,7 +1700,6 @@ static void recover_sandbox(FlEngine *e, Sandbox *sb)
 			_cleanup_(json_object_putp) struct json_object *blk = NULL;
 			if (qmp_simple(sb->vm.qmp_path, "query-block", NULL, &blk, NULL) >= 0)
 				switched = strstr(json_object_to_json_string(blk), sb->pending_layer) != NULL;
-			qmp_simple(sb->vm.qmp_path, "cont", NULL, NULL, NULL);
 		}
 		if (switched) {
 			char old[IMG_ID_SIZE];
@@ -1699,7 +1720,15 @@ static void recover_sandbox(FlEngine *e, Sandbox *sb)
 	}
 	if (sb->state == SB_RUNNING || sb->state == SB_STARTING)
 		sb->state = vm_alive(sb) ? SB_RUNNING : SB_STOPPED;
-	if (!vm_alive(sb)) {
+	if (vm_alive(sb)) {
+		/* An operation that died with the VM paused (snapshot switch,
+		 * state save for stop) leaves it paused: resume it. */
+		_cleanup_(json_object_putp) struct json_object *st = NULL;
+		struct json_object *v;
+		if (qmp_simple(sb->vm.qmp_path, "query-status", NULL, &st, NULL) >= 0 &&
+		    json_object_object_get_ex(st, "running", &v) && !json_object_get_boolean(v))
+			qmp_simple(sb->vm.qmp_path, "cont", NULL, NULL, NULL);
+	} else {
 		fl_vm_kill(&sb->vm);
 		sb->pid = 0;
 	}
@@ -1899,6 +1928,13 @@ void fl_engine_free(FlEngine *e)
 		pthread_join(e->pool_thread, NULL);
 	for (size_t i = 0; i < e->n_sbs; i++)
 		ea_disconnect(e, e->sbs[i]);
+	/* Sandboxes outlive the daemon; warm clones and inspectors would only
+	 * be discarded at the next start, so they go now. */
+	for (size_t i = e->n_sbs; i-- > 0;) {
+		Sandbox *sb = e->sbs[i];
+		if (sb_hidden(sb) || sb_internal(sb))
+			destroy_locked(e, sb);
+	}
 	fl_loop_quit(e->loop);
 	pthread_join(e->loop_thread, NULL);
 	fl_loop_free(e->loop);

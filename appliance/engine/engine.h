@@ -121,7 +121,7 @@ int fl_engine_agent_call(FlEngine *e, const char *id, const char *op, struct jso
 typedef struct FlStream FlStream;
 
 typedef struct FlStreamSpec {
-	const char *op;            /* "file_read", "file_write", "exec", "pty" */
+	const char *op;            /* "file_read", "file_write", "bg_output", "exec", "pty" */
 	struct json_object *args;  /* taken over; for "exec"/"pty": see below */
 	const FlExecSpec *exec;    /* for "exec" and "pty" instead of args */
 	bool input;                /* the op takes input from in_fd */

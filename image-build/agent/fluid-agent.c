@@ -82,7 +82,7 @@ static const char *const ops_list[] = {
 	"ping", "version", "capabilities", "exec", "pty_open", "pty_resize", "cancel", "signal",
 	"bg_list", "bg_kill", "bg_wait", "bg_output", "bg_remove", "file_read", "file_write",
 	"stat", "list", "mkdir", "remove", "rename", "fsfreeze", "fsthaw", "fsfreeze_status",
-	"sync", "identity",
+	"sync", "identity", "root",
 };
 
 static bool g_verbose;
@@ -507,7 +507,8 @@ static void handle_req(Agent *ag, uint64_t id, struct json_object *hdr)
 		   !strcmp(op, "rename")) {
 		file_op(ag, id, op, hdr);
 	} else if (!strcmp(op, "fsfreeze") || !strcmp(op, "fsthaw") ||
-		   !strcmp(op, "fsfreeze_status") || !strcmp(op, "sync") || !strcmp(op, "identity")) {
+		   !strcmp(op, "fsfreeze_status") || !strcmp(op, "sync") || !strcmp(op, "identity") ||
+		   !strcmp(op, "root")) {
 		sys_op(ag, id, op, hdr);
 	} else {
 		ag_reply_err(ag, id, -EOPNOTSUPP, "unknown op '%s'", op);

@@ -37,12 +37,17 @@ recipe_build() {
 
 	# --- initramfs ---
 	local ird=$stage/initramfs m
-	mkdir -p "$ird"/{bin,dev,proc,sys,newroot,lib/modules}
+	mkdir -p "$ird"/{bin,dev,proc,sys,run,tmp,newroot,lib/modules,etc,usr/sbin,usr/lib/fluid}
 	cp /bin/busybox "$ird/bin/busybox"
-	for m in sh mount umount insmod usleep switch_root poweroff cat mkdir; do
+	for m in sh mount umount insmod usleep poweroff cat mkdir mv sleep init reboot ip udhcpc; do
 		ln -s busybox "$ird/bin/$m"
 	done
 	install -m 755 "$IB/tiny/initramfs-init" "$ird/init"
+	# late root: the agent runs from here until the host asks for the disk
+	install -m 755 "$AGENT" "$ird/usr/sbin/fluid-agent"
+	install -m 755 "$IB/tiny/rootfs/usr/lib/fluid/run-agent" "$ird/usr/lib/fluid/run-agent"
+	install -D -m 755 "$IB/tiny/rootfs/usr/share/udhcpc/default.script" "$ird/usr/share/udhcpc/default.script"
+	printf '::respawn:/usr/lib/fluid/run-agent\n::ctrlaltdel:/bin/reboot\n' >"$ird/etc/inittab"
 	# Module load order: each module after its dependencies, each once.
 	grep -v '^\s*\(#\|$\)' "$IB/tiny/modules" | while read -r m; do
 		modprobe -d "$kdir" -S "$kver" --show-depends "$m" || die "module $m not in $kver"
@@ -80,5 +85,5 @@ recipe_build() {
 	raw_to_qcow2 "$raw" "$out/disk.qcow2"
 	rm -rf "$stage"
 	write_image_json "$out" tiny "$TINY_CMDLINE" "$TINY_MEMORY_MB" "$hash" \
-		"\"kernel\": $(json_str "$kver"), \"kernel_format\": \"$kfmt\", \"base\": \"busybox $(dpkg-query -W -f='${Version}' busybox-static)\""
+		"\"kernel\": $(json_str "$kver"), \"kernel_format\": \"$kfmt\", \"late_root\": true, \"base\": \"busybox $(dpkg-query -W -f='${Version}' busybox-static)\""
 }
