@@ -457,6 +457,8 @@ static int split_lines(const char *s, size_t len, Line **ret, size_t *ret_n)
 		v[n++] = (Line){s + i, e - i, h};
 		i = e;
 	}
+	if (!v && !(v = malloc(sizeof(*v)))) /* never NULL: callers offset into it */
+		return -ENOMEM;
 	*ret = v;
 	*ret_n = n;
 	return 0;
@@ -783,6 +785,18 @@ static void trim(const char **s, size_t *n)
 		(*n)--;
 }
 
+/* Debian policy: package and architecture names are [a-z0-9+.-]. */
+static bool pkg_name_ok(const char *s, size_t n, size_t max)
+{
+	if (!n || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '+' ||
+		      s[i] == '.' || s[i] == '-'))
+			return false;
+	return true;
+}
+
 typedef struct PkgTmp {
 	InsPkg p;
 	char *arch;
@@ -842,8 +856,8 @@ int ins_dpkg_parse(const char *buf, size_t len, InsPkg **ret, size_t *ret_n, boo
 		}
 		if (end_par) {
 			if (!bad && pk && pkl && ver && verl && st && stl == 20 &&
-			    !memcmp(st, "install ok installed", 20) && printable(pk, pkl, 255, false) &&
-			    printable(ver, verl, 255, false) && (!ar || printable(ar, arl, 64, false))) {
+			    !memcmp(st, "install ok installed", 20) && pkg_name_ok(pk, pkl, 255) &&
+			    printable(ver, verl, 255, false) && (!ar || pkg_name_ok(ar, arl, 64))) {
 				if (n >= INS_MAX_RECORDS) {
 					*ret_truncated = true;
 					break;
@@ -925,6 +939,16 @@ int ins_dpkg_parse(const char *buf, size_t len, InsPkg **ret, size_t *ret_n, boo
 	/* name:arch entries may sort differently from their base names */
 	if (w)
 		qsort(out, w, sizeof(*out), cmp_pkg);
+	size_t u = 0;
+	for (size_t i = 0; i < w; i++) {
+		if (u && !strcmp(out[u - 1].name, out[i].name)) {
+			free(out[i].name);
+			free(out[i].version);
+			continue;
+		}
+		out[u++] = out[i];
+	}
+	w = u;
 	*ret = out;
 	*ret_n = w;
 	return 0;
