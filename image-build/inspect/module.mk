@@ -38,3 +38,10 @@ $(B)/tests/integration/test-diff: $(B)/obj/tests/integration/test-diff.o $(B)/ob
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(ENGINE_LIBS) -lcmocka
 INTEG_TESTS += $(if $(wildcard tests/integration/test-diff.c),$(B)/tests/integration/test-diff)
+
+# Benchmark `diff` (bench/benchmarks): ~200 changed files between two snapshots.
+$(B)/bench/bench-diff: $(B)/obj/bench/bench-diff.o $(B)/obj/appliance/diff.o $(BENCHLIB_OBJ) \
+		$(ENGINE_DEPS) | $(B)/fluid-inspect
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $(filter %.o,$^) $(ENGINE_LIBS) -lm
+BENCHES += $(B)/bench/bench-diff
