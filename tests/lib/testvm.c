@@ -166,6 +166,18 @@ static int read_image_json(TestVm *vm, char *cmdline, size_t size, unsigned *mem
 	return 0;
 }
 
+/* Late-root images (image.json "late_root": true) start their agent in the
+ * initramfs: ask it to mount and enter the root disk, as the engine does. */
+static int enter_root(TestVm *vm, FlError *err)
+{
+	char p[700];
+	snprintf(p, sizeof(p), "%s/image.json", vm->image_dir);
+	struct json_object *j = json_object_from_file(p), *v;
+	bool late = j && json_object_object_get_ex(j, "late_root", &v) && json_object_get_boolean(v);
+	json_object_put(j);
+	return late ? agent_call_sync(vm->agent, "root", NULL, 60000, NULL, err) : 0;
+}
+
 int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 {
 	TestVm *vm = calloc(1, sizeof(*vm));
@@ -312,6 +324,8 @@ int testvm_start(const TestVmOptions *o, TestVm **ret, FlError *err)
 	if (r < 0)
 		goto fail;
 	r = agent_wait_ready_sync(vm->agent, (unsigned)(deadline - agent_now_ms()), err);
+	if (r >= 0)
+		r = enter_root(vm, err);
 	if (r < 0) {
 		char tail[1500];
 		testvm_console_tail(vm, tail, sizeof(tail));
@@ -333,7 +347,8 @@ int testvm_reconnect(TestVm *vm, unsigned timeout_ms, FlError *err)
 	int r = agent_client_new(vm->agent_sock, NULL, &vm->agent, err);
 	if (r < 0)
 		return r;
-	return agent_wait_ready_sync(vm->agent, timeout_ms, err);
+	r = agent_wait_ready_sync(vm->agent, timeout_ms, err);
+	return r < 0 ? r : enter_root(vm, err);
 }
 
 /* ---- SHA-256, from FIPS 180-4 ------------------------------------------ */
