@@ -22,7 +22,10 @@
  * carries key id "fluid:<cert id>:<sandbox id>:<user id>", which sshd logs.
  * The SSH port is the engine's hostfwd for the sandbox (record "ssh_port",
  * 127.0.0.1 on the fluid host). Grants and revocations are also published
- * on the sandbox's event stream.
+ * on the sandbox's event stream. For a running sandbox the grant also makes
+ * the guest's sshd trust the CA (TrustedUserCAKeys via the guest agent,
+ * install_guest_trust); "guest_trust" in the answer says whether that
+ * worked. It runs after the record is written and never undoes the grant.
  *
  * Test hook: with FLUID_TEST_EVENTS=1 in the server's environment, sandbox
  * ids starting with "test-" need no engine record (no SSH port), so the
@@ -51,6 +54,7 @@
 #define ACCESS_MAX_RECORDS 1024
 #define ACCESS_SKEW_SECONDS 30 /* valid_after is backdated for clock skew */
 #define ACCESS_PRINCIPAL "root"
+#define ACCESS_GUEST_TIMEOUT_MS 15000
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
@@ -180,6 +184,34 @@ static bool valid_user_id(const char *s)
 	return true;
 }
 
+/*
+ * Makes the guest's sshd trust the CA: writes the CA key and a
+ * TrustedUserCAKeys drop-in through the guest agent (as root) and reloads
+ * sshd. Idempotent; the CA line is base64 and fixed words, so it is safe in
+ * single quotes. Returns 0, or -errno with err set (the grant still stands).
+ */
+static int install_guest_trust(FlApp *app, const char *sandbox_id, FlError *err)
+{
+	char script[1024];
+	snprintf(script, sizeof(script),
+		 "umask 022 && mkdir -p /etc/ssh/sshd_config.d && "
+		 "printf '%%s\\n' '%s' > /etc/ssh/fluid_user_ca.pub && "
+		 "printf 'TrustedUserCAKeys /etc/ssh/fluid_user_ca.pub\\n' > "
+		 "/etc/ssh/sshd_config.d/fluid-user-ca.conf && "
+		 "if command -v systemctl >/dev/null 2>&1; then "
+		 "systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true; fi",
+		 fl_sshca_public_key(acc.ca));
+	FlExecSpec x = {.shell = script, .timeout_ms = ACCESS_GUEST_TIMEOUT_MS};
+	FlExecResult res = {0};
+	int r = fl_engine_exec(app->engine, sandbox_id, &x, NULL, NULL, &res, err);
+	if (r < 0)
+		return r;
+	if (res.timed_out || res.exit_code != 0)
+		return fl_error_set(err, -EIO, "the guest script exited with %d%s", res.exit_code,
+				    res.timed_out ? " (timed out)" : "");
+	return 0;
+}
+
 static int post_access_request(FlHttpReq *req)
 {
 	static const char *const allowed[] = {"sandbox_id", "user_id", "public_key", "ttl_minutes",
@@ -289,6 +321,16 @@ static int post_access_request(FlHttpReq *req)
 	json_object_object_add(out, "principals", json_object_get(pr));
 	json_object_object_add(out, "username", json_object_new_string(ACCESS_PRINCIPAL));
 	json_object_object_add(out, "ssh_host", json_object_new_string("127.0.0.1"));
+	bool running = state && !strcmp(state, "RUNNING");
+	if (ssh_port > 0 && running) {
+		FlError gerr = {0};
+		r = install_guest_trust(app, sandbox_id, &gerr);
+		json_object_object_add(out, "guest_trust", json_object_new_string(r < 0 ? "failed" : "installed"));
+		if (r < 0)
+			fl_log_warn("ssh access: cannot install the CA in %s: %s", sandbox_id, gerr.msg);
+	} else {
+		json_object_object_add(out, "guest_trust", json_object_new_string("not_installed"));
+	}
 	if (ssh_port > 0) {
 		char cmd[256];
 		snprintf(cmd, sizeof(cmd),
@@ -299,7 +341,8 @@ static int post_access_request(FlHttpReq *req)
 		json_object_object_add(out, "connect_command", json_object_new_string(cmd));
 		json_object_object_add(out, "note",
 				       json_object_new_string("the port is forwarded on the fluid host's "
-							      "loopback; the guest's sshd must trust "
+							      "loopback; guest_trust says whether the "
+							      "guest's sshd was told to trust "
 							      "ca_public_key (docs/ssh-access.md)"));
 	} else {
 		json_object_object_add(out, "ssh_port", NULL);
