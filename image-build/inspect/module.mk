@@ -16,12 +16,20 @@ $(B)/fluid-inspect: $(B)/obj/$(INSPECT_DIR)/fluid-inspect.o $(INSPECT_LIB_SRCS:%
 BINS += $(B)/fluid-inspect
 
 # Unit tests of the pure parts (ASan/UBSan).
-INSPECT_UNIT := $(notdir $(basename $(wildcard tests/unit/test-inspect*.c)))
+INSPECT_UNIT := $(filter-out test-inspect-host,$(notdir $(basename $(wildcard tests/unit/test-inspect*.c))))
 $(INSPECT_UNIT:%=$(B)/tests/unit/%): $(B)/tests/unit/test-inspect%: \
 		$(B)/asan/tests/unit/test-inspect%.o $(INSPECT_LIB_SRCS:%.c=$(B)/asan/%.o)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(INSPECT_CMOCKA) $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c)
 UNIT_TESTS += $(INSPECT_UNIT:%=$(B)/tests/unit/%)
+
+# The host half (appliance/diff.c) against a fake engine that runs the real
+# fluid-inspect on local trees or lies.
+$(B)/tests/unit/test-inspect-host: $(B)/asan/tests/unit/test-inspect-host.o \
+		$(B)/asan/appliance/diff.o | $(B)/fluid-inspect
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(INSPECT_CMOCKA) $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -lpthread
+UNIT_TESTS += $(if $(wildcard tests/unit/test-inspect-host.c),$(B)/tests/unit/test-inspect-host)
 
 # Fuzzer for the dpkg/passwd/group/shadow parsers, the line diff and the globs.
 INSPECT_FUZZ := $(notdir $(basename $(wildcard tests/fuzz/fuzz-inspect*.c)))
