@@ -35,12 +35,6 @@ static struct json_object *jget(struct json_object *o, const char *k)
 	return o && json_object_object_get_ex(o, k, &v) ? v : NULL;
 }
 
-static const char *jstr(struct json_object *o, const char *k)
-{
-	struct json_object *v = jget(o, k);
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
 /* Appends &key=value (percent-encoded) to a query string. */
 static void add_query(char *q, size_t len, const char *key, const char *val)
 {
@@ -56,44 +50,21 @@ static void add_query(char *q, size_t len, const char *key, const char *val)
 	q[n] = 0;
 }
 
-static int call(const char *url, const char *token, const char *path, struct json_object **ret)
-{
-	FlClientResponse resp = {0};
-	FlError err = {0};
-	int r = fl_client_request(url, "GET", path, token, NULL, 0, 60000, &resp, &err);
-	if (r < 0) {
-		fl_cli_error("%s", err.msg);
-		return 1;
-	}
-	struct json_object *o = resp.body ? json_tokener_parse(resp.body) : NULL;
-	if (resp.status != 200 || !o) {
-		const char *msg = jstr(o, "error");
-		fl_cli_error("GET %s: %d %s%s", path, resp.status, msg ? msg : "unexpected answer",
-			     resp.status == 401 ? " (set FLUID_TOKEN or use --token-file)" : "");
-		json_object_put(o);
-		fl_client_response_clear(&resp);
-		return 1;
-	}
-	fl_client_response_clear(&resp);
-	*ret = o;
-	return 0;
-}
-
 static void print_event(struct json_object *e)
 {
 	struct json_object *d = jget(e, "details");
-	const char *sb = jstr(e, "sandbox_id");
+	const char *sb = fl_json_str(e, "sandbox_id");
 	long long status = json_object_get_int64(jget(e, "status"));
 	char st[16] = "-";
 	if (status)
 		snprintf(st, sizeof(st), "%lld", status);
 	/* http.request rows read best as "METHOD PATH". */
-	const char *m = jstr(d, "method"), *p = jstr(d, "path");
+	const char *m = fl_json_str(d, "method"), *p = fl_json_str(d, "path");
 	printf("%6lld %s %-22s %-8s %-16s %-4s %s", (long long)json_object_get_int64(jget(e, "id")),
-	       jstr(e, "at") ?: "?", jstr(e, "actor") ?: "?", jstr(e, "role") ?: "?",
-	       jstr(e, "action") ?: "?", st, sb ? sb : "-");
+	       fl_json_str(e, "at") ?: "?", fl_json_str(e, "actor") ?: "?", fl_json_str(e, "role") ?: "?",
+	       fl_json_str(e, "action") ?: "?", st, sb ? sb : "-");
 	if (m && p)
-		printf(" %s %s%s%s", m, p, jstr(d, "phase") ? " " : "", jstr(d, "phase") ?: "");
+		printf(" %s %s%s%s", m, p, fl_json_str(d, "phase") ? " " : "", fl_json_str(d, "phase") ?: "");
 	else if (d && json_object_is_type(d, json_type_object))
 		printf(" %s", json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN |
 								     JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -103,7 +74,7 @@ static void print_event(struct json_object *e)
 static int verify(const char *url, const char *token, bool json)
 {
 	_cleanup_(json_object_putp) struct json_object *o = NULL;
-	if (call(url, token, "/v1/audit/verify", &o))
+	if (fl_cli_call(url, token, "GET", "/v1/audit/verify", NULL, 60000, &o))
 		return 1;
 	bool ok = json_object_get_boolean(jget(o, "ok"));
 	if (json) {
@@ -115,11 +86,11 @@ static int verify(const char *url, const char *token, bool json)
 	long long rows = json_object_get_int64(jget(o, "rows"));
 	if (ok) {
 		printf("audit chain ok: %lld rows, head %lld %s\n", rows,
-		       (long long)json_object_get_int64(jget(head, "id")), jstr(head, "hash") ?: "?");
+		       (long long)json_object_get_int64(jget(head, "id")), fl_json_str(head, "hash") ?: "?");
 		if (anchor)
 			printf("anchor: row %lld matches %s\n",
 			       (long long)json_object_get_int64(jget(anchor, "id")),
-			       jstr(anchor, "path") ?: "the server's record");
+			       fl_json_str(anchor, "path") ?: "the server's record");
 		return 0;
 	}
 	printf("audit chain BROKEN: first bad row %lld\n",
@@ -127,7 +98,7 @@ static int verify(const char *url, const char *token, bool json)
 	struct json_object *probs = jget(o, "problems");
 	for (size_t i = 0; probs && i < json_object_array_length(probs); i++) {
 		struct json_object *p = json_object_array_get_idx(probs, i);
-		printf("  %-9s %s\n", jstr(p, "kind") ?: "?", jstr(p, "message") ?: "?");
+		printf("  %-9s %s\n", fl_json_str(p, "kind") ?: "?", fl_json_str(p, "message") ?: "?");
 	}
 	return 1;
 }
@@ -185,7 +156,7 @@ int fl_cmd_audit(int argc, char **argv)
 	char full[1100];
 	snprintf(full, sizeof(full), "/v1/audit%s", path);
 	_cleanup_(json_object_putp) struct json_object *o = NULL;
-	if (call(url, token, full, &o))
+	if (fl_cli_call(url, token, "GET", full, NULL, 60000, &o))
 		return 1;
 	if (json) {
 		puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |

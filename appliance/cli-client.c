@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include <json-c/json.h>
+
 #include "cli.h"
 #include "state.h"
 
@@ -318,5 +320,61 @@ int fl_client_request(const char *url, const char *method, const char *path, con
 	ret->status = status;
 	ret->body = out;
 	ret->len = blen;
+	return 0;
+}
+
+const char *fl_json_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+void fl_cli_print_json(struct json_object *o)
+{
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+void fl_cli_api_error(const char *method, const char *path, int status, const char *body)
+{
+	struct json_object *o = json_tokener_parse(body && *body ? body : "{}");
+	const char *msg = fl_json_str(o, "error");
+	if (msg)
+		fl_cli_error("%s %s: %s (HTTP %d)", method, path, msg, status);
+	else
+		fl_cli_error("%s %s: HTTP %d %.200s", method, path, status, body ? body : "");
+	if (status == 401)
+		fprintf(stderr, "hint: set FLUID_TOKEN or use --token-file\n");
+	json_object_put(o);
+}
+
+int fl_cli_call(const char *url, const char *token, const char *method, const char *path,
+		const char *body, unsigned timeout_ms, struct json_object **ret)
+{
+	FlClientResponse resp = {0};
+	FlError err = {0};
+	int r = fl_client_request(fl_client_url(url), method, path, token, body, body ? strlen(body) : 0,
+				  timeout_ms, &resp, &err);
+	if (r < 0) {
+		fl_cli_error("%s", err.msg);
+		return 255;
+	}
+	struct json_object *o = json_tokener_parse(resp.body && *resp.body ? resp.body : "{}");
+	if (resp.status < 200 || resp.status >= 300) {
+		fl_cli_api_error(method, path, resp.status, resp.body);
+		json_object_put(o);
+		fl_client_response_clear(&resp);
+		return 1;
+	}
+	fl_client_response_clear(&resp);
+	if (!o) {
+		fl_cli_error("%s %s: the answer is not JSON", method, path);
+		return 1;
+	}
+	if (ret)
+		*ret = o;
+	else
+		json_object_put(o);
 	return 0;
 }

@@ -68,52 +68,13 @@ static void usage(FILE *f)
 
 /* ---- plain requests ----------------------------------------------------------- */
 
-static void print_api_error(const FlClientResponse *r)
-{
-	_cleanup_(json_object_putp) struct json_object *o = json_tokener_parse(r->body ? r->body : "");
-	struct json_object *e;
-	if (o && json_object_object_get_ex(o, "error", &e))
-		fl_cli_error("%s (HTTP %d)", json_object_get_string(e), r->status);
-	else
-		fl_cli_error("HTTP %d: %.200s", r->status, r->body ? r->body : "");
-	if (r->status == 401)
-		fprintf(stderr, "hint: set FLUID_TOKEN or --token-file\n");
-}
-
 /* Sends a JSON request; 0 with *ret (parsed body) on 2xx, 1 on API errors,
  * 255 when the server cannot be reached. */
 static int call(Ctx *c, const char *method, const char *path, struct json_object *body,
 		struct json_object **ret)
 {
-	FlClientResponse r = {0};
-	FlError err = {0};
 	const char *b = body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL;
-	int k = fl_client_request(fl_client_url(c->url), method, path, c->token, b, b ? strlen(b) : 0,
-				  REQ_TIMEOUT_MS, &r, &err);
-	if (k < 0) {
-		fl_cli_error("%s", err.msg);
-		return 255;
-	}
-	if (r.status < 200 || r.status >= 300) {
-		print_api_error(&r);
-		fl_client_response_clear(&r);
-		return 1;
-	}
-	if (ret) {
-		*ret = json_tokener_parse(r.body && *r.body ? r.body : "{}");
-		if (!*ret) {
-			fl_cli_error("the server sent invalid JSON");
-			fl_client_response_clear(&r);
-			return 1;
-		}
-	}
-	fl_client_response_clear(&r);
-	return 0;
-}
-
-static void print_json(struct json_object *o)
-{
-	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+	return fl_cli_call(c->url, c->token, method, path, b, REQ_TIMEOUT_MS, ret);
 }
 
 static const char *s(struct json_object *o, const char *key)
@@ -364,7 +325,7 @@ static int stream_response(Conn *conn, int *status)
 }
 
 /* Reads a whole (error) body, bounded, and prints it as an API error. */
-static void stream_fail(Conn *conn, int status)
+static void stream_fail(Conn *conn, const char *path, int status)
 {
 	char body[8192];
 	size_t len = 0;
@@ -372,8 +333,7 @@ static void stream_fail(Conn *conn, int status)
 	while (len < sizeof(body) - 1 && (n = conn_read(conn, body + len, sizeof(body) - 1 - len)) > 0)
 		len += (size_t)n;
 	body[len] = 0;
-	FlClientResponse r = {.status = status, .body = body, .len = len};
-	print_api_error(&r);
+	fl_cli_api_error("request", path, status, body);
 }
 
 /* ---- commands --------------------------------------------------------------- */
@@ -446,7 +406,7 @@ static int cmd_create(Ctx *c, int argc, char **argv, const char *from_sb, const 
 	if (r)
 		return r;
 	if (c->json)
-		print_json(res);
+		fl_cli_print_json(res);
 	else
 		print_sandbox(json_object_object_get(res, "sandbox"));
 	return 0;
@@ -480,7 +440,7 @@ static int cmd_list(Ctx *c, int argc, char **argv)
 	if (r)
 		return r;
 	if (c->json) {
-		print_json(res);
+		fl_cli_print_json(res);
 		return 0;
 	}
 	struct json_object *arr = json_object_object_get(res, "sandboxes");
@@ -517,7 +477,7 @@ static int cmd_simple(Ctx *c, const char *what, int argc, char **argv)
 				continue;
 			}
 			if (c->json)
-				print_json(res);
+				fl_cli_print_json(res);
 			else
 				printf("destroyed %s\n", s(res, "id"));
 		}
@@ -536,7 +496,7 @@ static int cmd_simple(Ctx *c, const char *what, int argc, char **argv)
 	if (r)
 		return r;
 	if (c->json)
-		print_json(res);
+		fl_cli_print_json(res);
 	else
 		print_sandbox(json_object_object_get(res, "sandbox"));
 	return 0;
@@ -650,7 +610,7 @@ static int cmd_exec(Ctx *c, int argc, char **argv)
 		return 255;
 	}
 	if (status != 200) {
-		stream_fail(&conn, status);
+		stream_fail(&conn, path, status);
 		close(conn.fd);
 		return 1;
 	}
@@ -774,7 +734,7 @@ static int cmd_cp(Ctx *c, int argc, char **argv)
 			return 255;
 		}
 		if (status != 201 && status != 200) {
-			stream_fail(&conn, status);
+			stream_fail(&conn, path, status);
 			close(conn.fd);
 			return 1;
 		}
@@ -800,7 +760,7 @@ static int cmd_cp(Ctx *c, int argc, char **argv)
 		return 255;
 	}
 	if (status != 200) {
-		stream_fail(&conn, status);
+		stream_fail(&conn, path, status);
 		close(conn.fd);
 		return 1;
 	}
@@ -868,7 +828,7 @@ static int cmd_snapshot(Ctx *c, int argc, char **argv)
 	if (r)
 		return r;
 	if (c->json)
-		print_json(res);
+		fl_cli_print_json(res);
 	else {
 		struct json_object *sn = json_object_object_get(res, "snapshot");
 		printf("snapshot %s of %s%s (parent %s)\n", s(sn, "name"), s(sn, "sandbox_id"),
@@ -894,7 +854,7 @@ static int cmd_restore(Ctx *c, int argc, char **argv)
 	if (r)
 		return r;
 	if (c->json)
-		print_json(res);
+		fl_cli_print_json(res);
 	else
 		printf("restored %s to snapshot %s\n", argv[1], argv[2]);
 	return 0;

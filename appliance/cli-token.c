@@ -28,49 +28,6 @@ static void usage(FILE *f)
 		   "Common options: --url URL, --token-file FILE.\n");
 }
 
-static const char *jstr(struct json_object *o, const char *k)
-{
-	struct json_object *v;
-	if (!o || !json_object_object_get_ex(o, k, &v) || !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-/* One API call; prints the error and returns non-zero exit status on failure. */
-static int call(const char *url, const char *token, const char *method, const char *path,
-		const char *body, struct json_object **ret)
-{
-	FlClientResponse resp = {0};
-	FlError err = {0};
-	int r = fl_client_request(url, method, path, token, body, body ? strlen(body) : 0, 15000,
-				  &resp, &err);
-	if (r < 0) {
-		fl_cli_error("%s", err.msg);
-		return 1;
-	}
-	struct json_object *o = resp.body ? json_tokener_parse(resp.body) : NULL;
-	if (resp.status < 200 || resp.status >= 300) {
-		const char *msg = jstr(o, "error");
-		fl_cli_error("%s %s: %d %s%s", method, path, resp.status, msg ? msg : "unexpected answer",
-			     resp.status == 401 ? " (set FLUID_TOKEN or use --token-file)" : "");
-		json_object_put(o);
-		fl_client_response_clear(&resp);
-		return 1;
-	}
-	fl_client_response_clear(&resp);
-	if (!o) {
-		fl_cli_error("%s %s: answer is not JSON", method, path);
-		return 1;
-	}
-	*ret = o;
-	return 0;
-}
-
-static void print_json(struct json_object *o)
-{
-	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
-}
-
 int fl_cmd_token(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -116,15 +73,15 @@ int fl_cmd_token(int argc, char **argv)
 		json_object_object_add(body, "role", json_object_new_string(role));
 		if (name)
 			json_object_object_add(body, "name", json_object_new_string(name));
-		if (call(url, token, "POST", "/v1/tokens", json_object_to_json_string(body), &o))
+		if (fl_cli_call(url, token, "POST", "/v1/tokens", json_object_to_json_string(body), 15000, &o))
 			return 1;
 		if (json) {
-			print_json(o);
+			fl_cli_print_json(o);
 			return 0;
 		}
-		printf("%s\n", jstr(o, "token") ?: "?");
+		printf("%s\n", fl_json_str(o, "token") ?: "?");
 		fprintf(stderr, "token %s (role %s%s%s): shown only this once, keep it safe\n",
-			jstr(o, "id") ?: "?", jstr(o, "role") ?: "?", name ? ", name " : "",
+			fl_json_str(o, "id") ?: "?", fl_json_str(o, "role") ?: "?", name ? ", name " : "",
 			name ? name : "");
 		return 0;
 	}
@@ -133,11 +90,11 @@ int fl_cmd_token(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
-		if (call(url, token, "GET", all ? "/v1/tokens?include_revoked=true" : "/v1/tokens",
-			 NULL, &o))
+		if (fl_cli_call(url, token, "GET", all ? "/v1/tokens?include_revoked=true" : "/v1/tokens",
+				NULL, 15000, &o))
 			return 1;
 		if (json) {
-			print_json(o);
+			fl_cli_print_json(o);
 			return 0;
 		}
 		struct json_object *arr = NULL;
@@ -147,9 +104,9 @@ int fl_cmd_token(int argc, char **argv)
 		       all ? "REVOKED" : "");
 		for (size_t i = 0; i < n; i++) {
 			struct json_object *t = json_object_array_get_idx(arr, i);
-			printf("%-22s %-9s %-28s %-20s %s\n", jstr(t, "id") ?: "", jstr(t, "role") ?: "",
-			       jstr(t, "created_at") ?: "", jstr(t, "name") ?: "-",
-			       all ? (jstr(t, "revoked_at") ?: "-") : "");
+			printf("%-22s %-9s %-28s %-20s %s\n", fl_json_str(t, "id") ?: "", fl_json_str(t, "role") ?: "",
+			       fl_json_str(t, "created_at") ?: "", fl_json_str(t, "name") ?: "-",
+			       all ? (fl_json_str(t, "revoked_at") ?: "-") : "");
 		}
 		return 0;
 	}
@@ -166,10 +123,10 @@ int fl_cmd_token(int argc, char **argv)
 				return 2;
 			}
 		snprintf(path, sizeof(path), "/v1/tokens/%s", args[0]);
-		if (call(url, token, "DELETE", path, NULL, &o))
+		if (fl_cli_call(url, token, "DELETE", path, NULL, 15000, &o))
 			return 1;
 		if (json)
-			print_json(o);
+			fl_cli_print_json(o);
 		else
 			printf("revoked %s\n", args[0]);
 		return 0;

@@ -22,6 +22,7 @@ int fl_cmd_status(int argc, char **argv);
 int fl_cmd_config(int argc, char **argv);
 int fl_cmd_accel(int argc, char **argv);
 int fl_cmd_token(int argc, char **argv);
+int fl_cmd_hosts(int argc, char **argv);
 int fl_cmd_audit(int argc, char **argv);
 
 /* Prints "fluid: <msg>" to stderr. */
@@ -53,5 +54,20 @@ char *fl_client_token(const char *token_file);
 int fl_client_request(const char *url, const char *method, const char *path, const char *token,
 		      const char *body, size_t body_len, unsigned timeout_ms,
 		      FlClientResponse *ret, FlError *err);
+
+/*
+ * One JSON API call for CLI commands: 0 with *ret (the parsed body, "{}"
+ * when empty; ret may be NULL) on 2xx. On an API error it prints the
+ * server's message and returns 1; when the server cannot be reached, 255.
+ */
+struct json_object;
+int fl_cli_call(const char *url, const char *token, const char *method, const char *path,
+		const char *body, unsigned timeout_ms, struct json_object **ret);
+/* Prints an API error answer (the server's "error" message when it has one). */
+void fl_cli_api_error(const char *method, const char *path, int status, const char *body);
+/* Pretty JSON on stdout (--json output). */
+void fl_cli_print_json(struct json_object *o);
+/* o[key] when it is a string, else NULL. */
+const char *fl_json_str(struct json_object *o, const char *key);
 
 #endif

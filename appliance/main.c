@@ -31,6 +31,7 @@ static const Command commands[] = {
 	{"accel", fl_cmd_accel, "run the KVM/TCG accelerator probe"},
 	{"sandbox", fl_cmd_sandbox, "create, list, exec in, copy to/from, snapshot, destroy sandboxes"},
 	{"token", fl_cmd_token, "create, list or revoke API tokens (admin)"},
+	{"hosts", fl_cmd_hosts, "list the production hosts of the configuration (admin)"},
 	{"diff", fl_cmd_diff, "trusted diff between two snapshots of a sandbox (or one and live)"},
 	{"playbook", fl_cmd_playbook, "generate Ansible playbooks from diffs; list, show, export them"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
