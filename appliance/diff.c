@@ -118,6 +118,7 @@ static const Field F_ADDED[] = {
 	{"sha256", T_STR | T_NULL, true, 64, NULL, NULL},
 	{"target", T_STR, false, PATH_MAX_JSON, NULL, NULL},
 	{"content_b64", T_STR, false, BIG, NULL, NULL},
+	{"redacted", T_BOOL, false, 0, NULL, NULL},
 	{"binary", T_BOOL, true, 0, NULL, NULL},
 	{NULL, 0, false, 0, NULL, NULL},
 };
@@ -139,6 +140,7 @@ static const Field F_MODIFIED[] = {
 	{"new", T_OBJ, true, 0, &S_META, NULL},
 	{"diff", T_STR, false, 8u << 20, NULL, NULL},
 	{"diff_truncated", T_BOOL, false, 0, NULL, NULL},
+	{"redacted", T_BOOL, false, 0, NULL, NULL},
 	{"binary", T_BOOL, true, 0, NULL, NULL},
 	{NULL, 0, false, 0, NULL, NULL},
 };

@@ -475,9 +475,26 @@ static void put_path(InsBuf *o, const char *path)
 	}
 }
 
+/*
+ * Files whose content must never leave the inspector (password hashes):
+ * reported with size and metadata only, "redacted": true. Accounts are
+ * described by users_* / groups_* (password presence only).
+ */
+static bool redacted(const char *path)
+{
+	static const char *const secret[] = {"/etc/shadow", "/etc/gshadow", "/etc/shadow-",
+					     "/etc/gshadow-", "/etc/security/opasswd"};
+	for (size_t i = 0; i < sizeof(secret) / sizeof(*secret); i++)
+		if (!strcmp(path, secret[i]))
+			return true;
+	return false;
+}
+
 /* type, mode, owner, group, size, sha256, target of one side. */
 static void put_meta(InsBuf *o, const Tree *t, const Ent *e, const Scan *s)
 {
+	if (s && redacted(e->path))
+		s = NULL;
 	put_str(o, "type", type_name(e->mode));
 	ins_buf_printf(o, ",\"mode\":\"%04o\",", e->mode & 07777);
 	put_key(o, "owner");
@@ -485,8 +502,7 @@ static void put_meta(InsBuf *o, const Tree *t, const Ent *e, const Scan *s)
 	ins_buf_puts(o, ",");
 	put_key(o, "group");
 	put_owner(o, t, e->gid, true);
-	ins_buf_printf(o, ",\"size\":%llu,\"sha256\":",
-		       (unsigned long long)(s && s->ok ? s->size : e->size));
+	ins_buf_printf(o, ",\"size\":%llu,\"sha256\":", (unsigned long long)(s && s->ok ? s->size : e->size));
 	if (s && s->ok)
 		ins_buf_printf(o, "\"%s\"", s->sha);
 	else
@@ -544,7 +560,9 @@ static void file_added(Out *o, const Tree *b, const Ent *e)
 	ins_buf_puts(x, ",");
 	put_meta(x, b, e, S_ISREG(e->mode) ? &s : NULL);
 	/* content_b64 counts against the whole output */
-	if (out_total(o) <= CONTENT_BUDGET)
+	if (redacted(e->path))
+		ins_buf_puts(x, ",\"redacted\":true");
+	else if (out_total(o) <= CONTENT_BUDGET)
 		put_content(x, &s);
 	else if (S_ISREG(e->mode) && s.size <= max_content)
 		truncated = true;
@@ -608,7 +626,8 @@ static void file_compare(Out *o, const Tree *a, const Ent *ea, const Tree *b, co
 	put_meta(x, a, ea, S_ISREG(ea->mode) ? &sa : NULL);
 	ins_buf_puts(x, "},\"new\":{");
 	put_meta(x, b, eb, S_ISREG(eb->mode) ? &sb : NULL);
-	if (S_ISREG(eb->mode) && (content || (ea->mode & S_IFMT) != (eb->mode & S_IFMT))) {
+	bool secret = redacted(eb->path);
+	if (S_ISREG(eb->mode) && !secret && (content || (ea->mode & S_IFMT) != (eb->mode & S_IFMT))) {
 		if (out_total(o) <= CONTENT_BUDGET)
 			put_content(x, &sb);
 		else if (sb.size <= max_content)
@@ -616,7 +635,9 @@ static void file_compare(Out *o, const Tree *a, const Ent *ea, const Tree *b, co
 	}
 	ins_buf_puts(x, "}");
 	bool binary = (sa.ok && sa.binary) || (sb.ok && sb.binary);
-	if (content && S_ISREG(ea->mode) && S_ISREG(eb->mode) && !binary) {
+	if (secret)
+		ins_buf_puts(x, ",\"redacted\":true");
+	else if (content && S_ISREG(ea->mode) && S_ISREG(eb->mode) && !binary) {
 		bool cut = false;
 		int r = -E2BIG;
 		InsBuf d;

@@ -255,6 +255,82 @@ static void test_hostile_tree(void **state)
 	json_object_put(dj);
 }
 
+/* systemd enablement, masks, unit edits; dpkg upgrades; account changes */
+static void test_services_accounts(void **state)
+{
+	shell("rm -rf %s %s && mkdir -p %s/etc/systemd/system/multi-user.target.wants "
+	      "%s/usr/lib/systemd/system %s/var/lib/dpkg",
+	      tree_a, tree_b, tree_a, tree_a, tree_a);
+	shell("cd %s && for u in en dis mask mod gone; do printf '[Service]\nExecStart=/bin/%%s\n' $u "
+	      "> usr/lib/systemd/system/$u.service; done && "
+	      "ln -s /usr/lib/systemd/system/dis.service etc/systemd/system/multi-user.target.wants/dis.service",
+	      tree_a);
+	shell("cd %s && printf 'Package: keep\nStatus: install ok installed\nVersion: 1\n\n"
+	      "Package: up\nStatus: install ok installed\nVersion: 1.0\n\n"
+	      "Package: rm\nStatus: install ok installed\nVersion: 2\n' > var/lib/dpkg/status && "
+	      "printf 'root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000:Bob:/home/bob:/bin/sh\n"
+	      "eve:x:1001:1001::/home/eve:/bin/sh\n' > etc/passwd && "
+	      "printf 'root:x:0:\nstaff:x:50:bob\nold:x:60:\n' > etc/group && "
+	      "printf 'root:*:1::::::\nbob:!:1::::::\neve:!:1::::::\n' > etc/shadow",
+	      tree_a);
+	shell("cp -a %s %s && cd %s && "
+	      "ln -s /usr/lib/systemd/system/en.service etc/systemd/system/multi-user.target.wants/en.service && "
+	      "rm etc/systemd/system/multi-user.target.wants/dis.service && "
+	      "ln -s /dev/null etc/systemd/system/mask.service && "
+	      "echo 'Restart=always' >> usr/lib/systemd/system/mod.service && "
+	      "rm usr/lib/systemd/system/gone.service && "
+	      "printf '[Service]\nExecStart=/bin/new\n[Install]\nWantedBy=multi-user.target\n' > etc/systemd/system/new.service && "
+	      "ln -s ../new.service etc/systemd/system/multi-user.target.wants/new.service && "
+	      "printf 'Package: keep\nStatus: install ok installed\nVersion: 1\n\n"
+	      "Package: up\nStatus: install ok installed\nVersion: 1.1\n\n"
+	      "Package: add\nStatus: install ok installed\nVersion: 3\n' > var/lib/dpkg/status && "
+	      "printf 'root:x:0:0:root:/root:/bin/sh\nbob:x:1000:1000:Bob:/home/bob:/bin/bash\n' > etc/passwd && "
+	      "printf 'root:x:0:\nstaff:x:50:\nsudo:x:27:bob\n' > etc/group && "
+	      "printf 'root:*:1::::::\nbob:$6$h:1::::::\n' > etc/shadow",
+	      tree_a, tree_b, tree_b);
+	int r;
+	struct json_object *dj = compute(&r);
+	assert_int_equal(r, 0);
+	const char *got = json_object_to_json_string_ext(json_object_object_get(dj, "services_changed"),
+							  JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	assert_string_equal(
+		got,
+		"[{\"name\":\"dis.service\",\"enabled\":false,\"state\":\"disabled\",\"unit_path\":\"/usr/lib/systemd/system/dis.service\"},"
+		"{\"name\":\"en.service\",\"enabled\":true,\"state\":\"enabled\",\"unit_path\":\"/usr/lib/systemd/system/en.service\"},"
+		"{\"name\":\"gone.service\",\"enabled\":null,\"state\":\"removed\"},"
+		"{\"name\":\"mask.service\",\"enabled\":false,\"state\":\"masked\",\"unit_path\":\"/usr/lib/systemd/system/mask.service\"},"
+		"{\"name\":\"mod.service\",\"enabled\":false,\"state\":\"modified\",\"unit_path\":\"/usr/lib/systemd/system/mod.service\"},"
+		"{\"name\":\"new.service\",\"enabled\":true,\"state\":\"added\",\"unit_path\":\"/etc/systemd/system/new.service\"}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "packages_upgraded"), JSON_C_TO_STRING_PLAIN);
+	assert_string_equal(got, "[{\"name\":\"up\",\"from\":\"1.0\",\"to\":\"1.1\"}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "packages_added"), JSON_C_TO_STRING_PLAIN);
+	assert_string_equal(got, "[{\"name\":\"add\",\"version\":\"3\"}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "packages_removed"), JSON_C_TO_STRING_PLAIN);
+	assert_string_equal(got, "[{\"name\":\"rm\",\"version\":\"2\"}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "users_changed"),
+					     JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	assert_string_equal(got, "[{\"name\":\"bob\",\"changes\":{\"shell\":{\"from\":\"/bin/sh\",\"to\":\"/bin/bash\"},"
+				 "\"groups\":{\"from\":[\"staff\"],\"to\":[\"sudo\"]},"
+				 "\"password\":{\"from\":\"locked\",\"to\":\"set\"}}}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "users_removed"), JSON_C_TO_STRING_PLAIN);
+	assert_string_equal(got, "[{\"name\":\"eve\"}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "groups_changed"), JSON_C_TO_STRING_PLAIN);
+	assert_string_equal(got, "[{\"name\":\"staff\",\"changes\":{\"members\":{\"from\":[\"bob\"],\"to\":[]}}}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "groups_added"), JSON_C_TO_STRING_PLAIN);
+	assert_string_equal(got, "[{\"name\":\"sudo\",\"gid\":27,\"members\":[\"bob\"]}]");
+	got = json_object_to_json_string_ext(json_object_object_get(dj, "groups_removed"), JSON_C_TO_STRING_PLAIN);
+	assert_string_equal(got, "[{\"name\":\"old\"}]");
+	/* the shadow hash itself never leaves the inspector */
+	assert_null(strstr(json_object_to_json_string(dj), "$6$h"));
+	struct json_object *e = find(dj, "files_modified", "/etc/shadow");
+	assert_true(json_object_get_boolean(json_object_object_get(e, "redacted")));
+	assert_null(json_object_object_get(e, "diff"));
+	assert_null(json_object_object_get(json_object_object_get(e, "new"), "content_b64"));
+	assert_true(json_object_is_type(json_object_object_get(json_object_object_get(e, "new"), "sha256"),
+					json_type_null));
+	json_object_put(dj);
+}
+
 static void test_lying_inspector(void **state)
 {
 	static const char good[] =
@@ -427,7 +503,8 @@ static void test_records(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hostile_tree),   cmocka_unit_test(test_lying_inspector),
+		cmocka_unit_test(test_hostile_tree),   cmocka_unit_test(test_services_accounts),
+		cmocka_unit_test(test_lying_inspector),
 		cmocka_unit_test(test_bad_requests),   cmocka_unit_test(test_commands_between),
 		cmocka_unit_test(test_records),
 	};
