@@ -11,3 +11,10 @@ $(B)/tests/unit/test-ansible: $(B)/asan/tests/unit/test-ansible.o $(B)/asan/appl
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_ANSIBLE_UNIT_LIBS)
 UNIT_TESTS += $(if $(wildcard tests/unit/test-ansible.c),$(B)/tests/unit/test-ansible)
+
+# The rehearsal's residual (pure); the engine and the diff are faked in the test.
+$(B)/tests/unit/test-ansible-residual: $(B)/asan/tests/unit/test-ansible-residual.o \
+		$(B)/asan/appliance/rehearsal.o $(B)/asan/appliance/ansible.o
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_ANSIBLE_UNIT_LIBS)
+UNIT_TESTS += $(if $(wildcard tests/unit/test-ansible-residual.c),$(B)/tests/unit/test-ansible-residual)
