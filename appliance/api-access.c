@@ -186,20 +186,26 @@ static bool valid_user_id(const char *s)
 
 /*
  * Makes the guest's sshd trust the CA: writes the CA key and a
- * TrustedUserCAKeys drop-in through the guest agent (as root) and reloads
+ * TrustedUserCAKeys drop-in through the guest agent (as root) and restarts
  * sshd. Idempotent; the CA line is base64 and fixed words, so it is safe in
  * single quotes. Returns 0, or -errno with err set (the grant still stands).
  */
 static int install_guest_trust(FlApp *app, const char *sandbox_id, FlError *err)
 {
 	char script[1024];
+	/* restart, not reload: systemd waits for the new sshd to be ready, so
+	 * the connect command works as soon as the grant is answered (a
+	 * SIGHUP reload leaves a window without a listener). Open sessions
+	 * survive (the unit kills only the listener). Skipped when the guest
+	 * already trusts this CA. */
 	snprintf(script, sizeof(script),
+		 "ca='%s'; conf=/etc/ssh/sshd_config.d/fluid-user-ca.conf; "
+		 "[ \"$(cat /etc/ssh/fluid_user_ca.pub 2>/dev/null)\" = \"$ca\" ] && [ -f $conf ] && exit 0; "
 		 "umask 022 && mkdir -p /etc/ssh/sshd_config.d && "
-		 "printf '%%s\\n' '%s' > /etc/ssh/fluid_user_ca.pub && "
-		 "printf 'TrustedUserCAKeys /etc/ssh/fluid_user_ca.pub\\n' > "
-		 "/etc/ssh/sshd_config.d/fluid-user-ca.conf && "
+		 "printf '%%s\\n' \"$ca\" > /etc/ssh/fluid_user_ca.pub && "
+		 "printf 'TrustedUserCAKeys /etc/ssh/fluid_user_ca.pub\\n' > $conf && "
 		 "if command -v systemctl >/dev/null 2>&1; then "
-		 "systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true; fi",
+		 "systemctl restart ssh 2>/dev/null || systemctl restart sshd 2>/dev/null || true; fi",
 		 fl_sshca_public_key(acc.ca));
 	FlExecSpec x = {.shell = script, .timeout_ms = ACCESS_GUEST_TIMEOUT_MS};
 	FlExecResult res = {0};

@@ -14,7 +14,11 @@
 #    and the records survive a restart;
 #  - the grant is pushed on the sandbox's WebSocket stream;
 #  - with the tiny image, a real sandbox's grant names its SSH port forward
-#    in the connect command.
+#    in the connect command;
+#  - with the debian-12 image (skipped when absent or FLUID_TEST_ACCESS_SSH=0;
+#    its first sandbox builds a template, ~1-2 min under TCG): a real
+#    `ssh` login as root with the key and the certificate succeeds, the same
+#    key without the certificate is refused.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -193,6 +197,42 @@ else
 		curl -sS -m 60 -o /dev/null -X DELETE "$URL/v1/sandboxes/$SB"
 		code=$(request "$(mkreq "$SB" alice "$pub" 2)")
 		check "a destroyed sandbox gets no certificate ($code)" test "$code" = 404
+	fi
+fi
+
+# 7. A real SSH login into a debian-12 sandbox with the certificate.
+if [ "${FLUID_TEST_ACCESS_SSH:-1}" = 0 ] || [ ! -f "$IMAGES/debian-12/image.json" ]; then
+	echo "skip - no debian-12 image under $IMAGES (or FLUID_TEST_ACCESS_SSH=0): SSH login not checked"
+else
+	code=$(curl -sS -m 900 -o "$T/create.out" -w '%{http_code}' -X POST "$URL/v1/sandboxes" \
+		-d '{"base_image":"debian-12","agent_id":"test-access"}')
+	SB=$(json 'd["sandbox"]["id"]' <"$T/create.out" 2>/dev/null)
+	if [ "$code" != 201 ] || [ -z "$SB" ]; then
+		bad "create a debian-12 sandbox: $code $(head -c 300 "$T/create.out")"
+	else
+		code=$(request "$(mkreq "$SB" alice "$pub" 3)")
+		check "grant on a running debian-12 sandbox installs the CA in the guest ($code)" \
+			jtrue "d['guest_trust'] == 'installed' and d['ssh_port'] > 0" <"$T/out"
+		port=$(json 'd["ssh_port"]' <"$T/out")
+		mkdir -p "$T/login"
+		cp "$T/alice" "$T/login/id"
+		json 'd["certificate"]' <"$T/out" >"$T/login/id-cert.pub"
+		SSHO=(-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes
+		      -o ConnectTimeout=60 -o IdentitiesOnly=yes -o LogLevel=ERROR -p "$port")
+		out=$(ssh -i "$T/login/id" -o CertificateFile="$T/login/id-cert.pub" "${SSHO[@]}" root@127.0.0.1 'id -un; hostname' 2>&1)
+		grep -q '^root$' <<<"$out" && ok "the connect command works right after the grant" ||
+			bad "the connect command works right after the grant: $(tr '\n' ' ' <<<"$out")"
+		for ((i = 0; i < 5; i++)); do # a freshly cloned guest may still be bringing sshd up
+			grep -q '^root$' <<<"$out" && break
+			sleep 5
+			out=$(ssh -i "$T/login/id" -o CertificateFile="$T/login/id-cert.pub" "${SSHO[@]}" root@127.0.0.1 'id -un; hostname' 2>&1)
+		done
+		check "ssh root@127.0.0.1 -p $port with the certificate logs in ($(tr '\n' ' ' <<<"$out"))" \
+			test "$(head -1 <<<"$out")" = root
+		rm "$T/login/id-cert.pub"
+		ssh -i "$T/login/id" "${SSHO[@]}" root@127.0.0.1 true >"$T/ssh-nocert.out" 2>&1
+		check "the same key without the certificate is refused" test $? -ne 0
+		curl -sS -m 60 -o /dev/null -X DELETE "$URL/v1/sandboxes/$SB"
 	fi
 fi
 
