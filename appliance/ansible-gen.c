@@ -41,8 +41,10 @@ typedef struct Gen {
 	struct json_object *phase[PH_N];
 	struct json_object *files, *skipped;
 	struct json_object *new_users, *new_dirs, *blobs;
+	struct json_object *pkg_paths; /* paths that installed packages own (dpkg .list files) */
 	bool units_changed, units_removed;
 	int flagged;
+	int covered_pkg, covered_acct; /* file entries other tasks express */
 } Gen;
 
 /* ---- small helpers --------------------------------------------------- */
@@ -580,13 +582,67 @@ static void put_new_entry(Gen *g, const char *path, struct json_object *meta, co
 		skip(g, "path", path, "special file (type other): no module creates it faithfully");
 }
 
+/*
+ * Files the playbook must not write itself: the account databases
+ * (user/group tasks express those changes, and a copy would overwrite the
+ * target's other accounts), dpkg's and apt's own state (apt tasks), and
+ * files a package brings outside /etc (its install writes them). Package
+ * files under /etc stay: they may be conffiles the agent edited, and a
+ * copy with the package's own content changes nothing.
+ */
+static bool covered(Gen *g, const char *path)
+{
+	static const char *const acct[] = {"/etc/passwd", "/etc/shadow", "/etc/group",
+					   "/etc/gshadow", "/etc/subuid", "/etc/subgid", NULL};
+	for (size_t i = 0; acct[i]; i++)
+		if (!strcmp(path, acct[i])) {
+			g->covered_acct++;
+			return true;
+		}
+	if (!strncmp(path, "/var/lib/dpkg/", 14) || !strcmp(path, "/var/lib/dpkg") ||
+	    !strncmp(path, "/var/lib/apt/", 13) || !strcmp(path, "/var/lib/apt") ||
+	    (strncmp(path, "/etc/", 5) && set_has(g->pkg_paths, path))) {
+		g->covered_pkg++;
+		return true;
+	}
+	return false;
+}
+
+/* Paths listed in dpkg's /var/lib/dpkg/info/<pkg>.list files of the new tree. */
+static void collect_pkg_paths(Gen *g, struct json_object *arr, bool modified)
+{
+	size_t n = arr ? json_object_array_length(arr) : 0;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(arr, i);
+		const char *path = jstr(e, "path");
+		size_t pl = path ? strlen(path) : 0;
+		if (!path || strncmp(path, "/var/lib/dpkg/info/", 19) || pl < 25 ||
+		    strcmp(path + pl - 5, ".list") || strchr(path + 19, '/'))
+			continue;
+		const char *b64 = jstr(modified ? jget(e, "new") : e, "content_b64");
+		_cleanup_free_ char *data = NULL;
+		size_t len;
+		if (!b64 || b64_decode(b64, &data, &len) < 0)
+			continue;
+		for (size_t st = 0; st < len;) {
+			char *nl = memchr(data + st, '\n', len - st);
+			size_t e2 = nl ? (size_t)(nl - data) : len;
+			if (e2 > st && data[st] == '/') {
+				data[e2] = 0;
+				set_add(g->pkg_paths, data + st);
+			}
+			st = e2 + 1;
+		}
+	}
+}
+
 static int files_added(Gen *g, struct json_object *arr)
 {
 	size_t n = json_object_array_length(arr);
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(arr, i);
 		const char *path = entry_path(g, e), *type = jstr(e, "type");
-		if (!path)
+		if (!path || covered(g, path))
 			continue;
 		if (!type) {
 			skip(g, "path", path, "type missing");
@@ -717,7 +773,7 @@ static int files_modified(Gen *g, struct json_object *arr)
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(arr, i);
 		const char *path = entry_path(g, e);
-		if (!path)
+		if (!path || covered(g, path))
 			continue;
 		struct json_object *ch = jget(e, "changes"), *nw = jget(e, "new");
 		const char *type = jstr(nw, "type");
@@ -796,7 +852,7 @@ static int files_removed(Gen *g, struct json_object *arr)
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(sorted, i);
 		const char *path = entry_path(g, e), *type = jstr(e, "type");
-		if (!path)
+		if (!path || covered(g, path))
 			continue;
 		size_t ld = strlen(last_dir);
 		if (ld && !strncmp(path, last_dir, ld) && (path[ld] == '/' || ld == 1))
@@ -1214,6 +1270,7 @@ static void gen_free(Gen *g)
 	json_object_put(g->new_users);
 	json_object_put(g->new_dirs);
 	json_object_put(g->blobs);
+	json_object_put(g->pkg_paths);
 }
 
 int fl_ansible_generate(struct json_object *diff, const FlAnsibleGenOptions *opts,
@@ -1246,9 +1303,12 @@ int fl_ansible_generate(struct json_object *diff, const FlAnsibleGenOptions *opt
 	g.new_users = json_object_new_object();
 	g.new_dirs = json_object_new_object();
 	g.blobs = json_object_new_object();
+	g.pkg_paths = json_object_new_object();
 
 	struct json_object *fa = jget(diff, "files_added"), *fm = jget(diff, "files_modified"),
 			   *fr = jget(diff, "files_removed");
+	collect_pkg_paths(&g, fa, false);
+	collect_pkg_paths(&g, fm, true);
 	/* directories first so that users know whether their home was made */
 	if (fa)
 		files_added(&g, fa);
@@ -1283,6 +1343,11 @@ int fl_ansible_generate(struct json_object *diff, const FlAnsibleGenOptions *opt
 	json_object_object_add(pb, "files", json_object_get(g.files));
 	json_object_object_add(pb, "skipped", json_object_get(g.skipped));
 	json_object_object_add(pb, "flagged", json_object_new_int(g.flagged));
+	/* file entries left to the package and account tasks (docs/ansible.md) */
+	struct json_object *cov = json_object_new_object();
+	json_object_object_add(cov, "package_files", json_object_new_int(g.covered_pkg));
+	json_object_object_add(cov, "account_files", json_object_new_int(g.covered_acct));
+	json_object_object_add(pb, "covered", cov);
 	if (jbool(diff, "truncated", false))
 		json_object_object_add(pb, "incomplete", json_object_new_boolean(1));
 	*ret = TAKE_PTR(pb);

@@ -557,7 +557,13 @@ int fl_rehearse(FlEngine *e, const FlRehearsalSpec *spec, struct json_object **r
 	snprintf(path, sizeof(path), "%s/files", dir);
 	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || (mkdir(path, 0700) < 0 && errno != EEXIST))
 		return fl_error_set(err, -errno, "%s: %m", dir);
-	pb = json_object_get(spec->playbook);
+	/* a copy of the play aimed at the inventory's one host (hosts: all) */
+	pb = json_object_new_object();
+	json_object_object_foreach(spec->playbook, pk, pv)
+	{
+		if (strcmp(pk, "hosts"))
+			json_object_object_add(pb, pk, json_object_get(pv));
+	}
 	json_object_object_add(pb, "hosts", json_object_new_string("all"));
 	if ((r = fl_ansible_yaml(pb, &yaml, &len, err)) < 0)
 		return r;

@@ -337,8 +337,12 @@ static void test_order_and_kinds(void **state)
 	assert_true(json_object_get_boolean(json_object_object_get(t, "flagged")));
 	struct json_object *files = json_object_object_get(pb, "files");
 	assert_int_equal(json_object_array_length(files), 2);
-	assert_non_null(json_object_object_get(json_object_array_get_idx(files, 0), "content_b64"));
-	assert_null(json_object_object_get(json_object_array_get_idx(files, 1), "content_b64"));
+	for (size_t i = 0; i < 2; i++) {
+		struct json_object *f = json_object_array_get_idx(files, i);
+		bool blob = !strcmp(sget(f, "path"), "/opt/blob.bin");
+		assert_true(blob || !strcmp(sget(f, "path"), "/opt/big.tar"));
+		assert_true(!!json_object_object_get(f, "content_b64") == blob);
+	}
 
 	/* symlinks */
 	t = find(pb, "Create symlink /etc/alternatives/editor", NULL);
@@ -365,6 +369,17 @@ static void test_order_and_kinds(void **state)
 	assert_null(find(pb, "Remove /etc/old.d/a.conf", NULL));
 	assert_non_null(find(pb, "Remove user games", NULL));
 	assert_non_null(find(pb, "Remove group games", NULL));
+
+	/* what packages and the account tasks express is not written again */
+	assert_null(find(pb, "Write file /usr/bin/hello", NULL));
+	assert_null(find(pb, "Create directory /usr/share/doc/hello", NULL));
+	assert_null(find(pb, "Write file /var/lib/dpkg", NULL));
+	assert_null(find(pb, "Write file /etc/passwd", NULL));
+	assert_null(find(pb, "Set one line in /etc/passwd", NULL));
+	assert_non_null(find(pb, "Write file /etc/hello-pkg.conf", NULL)); /* maybe an edited conffile */
+	struct json_object *cov = json_object_object_get(pb, "covered");
+	assert_int_equal(json_object_get_int(json_object_object_get(cov, "package_files")), 4);
+	assert_int_equal(json_object_get_int(json_object_object_get(cov, "account_files")), 1);
 
 	/* what cannot be expressed is listed, not guessed */
 	assert_true(skipped(pb, "/dev-fifo"));
