@@ -162,6 +162,16 @@ static bool cp_needs_escape(uint32_t cp)
 
 /* ---- YAML scalars --------------------------------------------------- */
 
+/* Columns a code point takes inside a double-quoted scalar. */
+static size_t tok_width(uint32_t cp)
+{
+	if (cp == '"' || cp == '\\' || cp == '\n' || cp == '\t' || cp == '\r')
+		return 2;
+	if (cp_needs_escape(cp))
+		return cp > 0xff ? 6 : 4;
+	return 1;
+}
+
 /*
  * A literal block (|, |-) keeps tidy text readable. Only when every line
  * fits, has no trailing blanks or characters needing escapes, the first
@@ -243,12 +253,7 @@ static int put_str(Buf *b, const char *s, size_t len, size_t col, size_t cont, b
 	for (size_t i = 0; i < len;) {
 		uint32_t cp;
 		size_t n = utf8_next((const unsigned char *)s + i, len - i, &cp);
-		if (cp == '"' || cp == '\\' || cp == '\n' || cp == '\t' || cp == '\r')
-			total += 2;
-		else if (cp_needs_escape(cp))
-			total += cp > 0xff ? 6 : 4;
-		else
-			total += 1;
+		total += tok_width(cp);
 		i += n;
 	}
 	bool wrap = col + total + 2 > FL_ANSIBLE_LINE_MAX;
@@ -275,6 +280,29 @@ static int put_str(Buf *b, const char *s, size_t len, size_t col, size_t cont, b
 				tl = tw = (size_t)snprintf(tok, sizeof(tok), "\\x%02X", (unsigned)cp);
 		} else {
 			memcpy(tok, s + i, n), tl = n, tw = 1;
+		}
+		if (wrap && !line_empty && cp == ' ') {
+			/* break between words when the next word would not fit:
+			 * the blank stays at the end of this line (YAML keeps blanks
+			 * before an escaped line break) */
+			size_t w = 0;
+			for (size_t k = i + 1; k < len;) {
+				uint32_t c2;
+				size_t n2 = utf8_next((const unsigned char *)s + k, len - k, &c2);
+				if (c2 == ' ' || c2 == '\n')
+					break;
+				w += tok_width(c2);
+				k += n2;
+			}
+			if (pos + 1 + w + 1 > FL_ANSIBLE_LINE_MAX && cont + w + 1 <= FL_ANSIBLE_LINE_MAX &&
+			    pos + 2 <= FL_ANSIBLE_LINE_MAX) {
+				buf_puts(b, " \\\n");
+				buf_spaces(b, cont);
+				pos = cont;
+				line_empty = true;
+				i += n;
+				continue;
+			}
 		}
 		if (wrap && !line_empty && pos + tw + 1 > FL_ANSIBLE_LINE_MAX) {
 			buf_puts(b, "\\\n");
