@@ -645,7 +645,7 @@ int fl_rehearse(FlEngine *e, const FlRehearsalSpec *spec, struct json_object **r
 	if ((r = write_file(dir, "inventory", line, (size_t)ll, 0600)) < 0)
 		return fl_error_set(err, r, "inventory: %s", strerror(-r));
 	ll = snprintf(line, sizeof(line),
-		      "[defaults]\nhost_key_checking = True\nstdout_callback = json\n"
+		      "[defaults]\nhost_key_checking = True\nstdout_callback = json\ntimeout = 120\n"
 		      "retry_files_enabled = False\ninterpreter_python = /usr/bin/python3\n"
 		      "[ssh_connection]\nssh_args = -o UserKnownHostsFile=%s/known_hosts "
 		      "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ControlMaster=no "
