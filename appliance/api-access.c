@@ -27,6 +27,11 @@
  * install_guest_trust); "guest_trust" in the answer says whether that
  * worked. It runs after the record is written and never undoes the grant.
  *
+ * With the database running, grants and revocations are audit rows
+ * ("access.grant" with the certificate record, "access.revoke"); when the
+ * audit write fails the grant or revocation is undone and the caller gets
+ * 503, so nothing unaudited is handed out.
+ *
  * Test hook: with FLUID_TEST_EVENTS=1 in the server's environment, sandbox
  * ids starting with "test-" need no engine record (no SSH port), so the
  * certificate path is testable without booting a VM (api-stream.c has the
@@ -42,7 +47,9 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "auth.h"
 #include "cleanup.h"
+#include "db.h"
 #include "engine.h"
 #include "events.h"
 #include "http.h"
@@ -218,6 +225,40 @@ static int install_guest_trust(FlApp *app, const char *sandbox_id, FlError *err)
 	return 0;
 }
 
+/*
+ * Audits a grant or revocation when the database runs. An audit failure
+ * means the change must not stand (API.md: 503, nothing half-done); the
+ * caller undoes it. Returns 0 or a negative errno that maps to 503.
+ */
+static int audit(FlHttpReq *req, const char *action, const char *sandbox_id,
+		 struct json_object *details)
+{
+	if (!req->app->db)
+		return 0;
+	FlAuditEvent ev = fl_audit_event(req, action, sandbox_id, details);
+	FlError err = {0};
+	int r = fl_db_audit(req->app->db, &ev, NULL, &err);
+	if (r < 0) {
+		fl_log_warn("ssh access: audit %s: %s", action, err.msg);
+		return fl_http_fail(req, fl_http_status_from_errno(r) == 503 ? r : -ECONNREFUSED,
+				    "cannot write the audit log: %s", err.msg);
+	}
+	return 0;
+}
+
+/* Under acc.lock: removes the record with this id. */
+static void drop_record(const char *id)
+{
+	size_t n = acc.records ? json_object_array_length(acc.records) : 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *rid = jstr(json_object_array_get_idx(acc.records, i), "id");
+		if (rid && !strcmp(rid, id)) {
+			json_object_array_del_idx(acc.records, i, 1);
+			return;
+		}
+	}
+}
+
 static int post_access_request(FlHttpReq *req)
 {
 	static const char *const allowed[] = {"sandbox_id", "user_id", "public_key", "ttl_minutes",
@@ -317,6 +358,15 @@ static int post_access_request(FlHttpReq *req)
 		return fl_http_fail(req, r, "too many active certificates (%d)", ACCESS_MAX_RECORDS);
 	if (r < 0)
 		return fl_http_fail(req, r, "cannot record the certificate: %s", strerror(-r));
+	r = audit(req, "access.grant", sandbox_id, rec);
+	if (r < 0) {
+		pthread_mutex_lock(&acc.lock);
+		drop_record(id);
+		if (save_records() < 0)
+			fl_log_warn("ssh access: cannot rewrite %s", acc.path);
+		pthread_mutex_unlock(&acc.lock);
+		return r; /* the certificate is never handed out */
+	}
 
 	_cleanup_(json_object_putp) struct json_object *out = json_object_new_object();
 	json_object_object_add(out, "certificate_id", json_object_new_string(id));
@@ -431,6 +481,24 @@ static int delete_certificate(FlHttpReq *req)
 		return fl_http_fail(req, -ENOENT, "no certificate %s", id);
 	if (r < 0)
 		return fl_http_fail(req, r, "cannot record the revocation: %s", strerror(-r));
+	if (sandbox_id[0]) {
+		struct json_object *d = json_object_new_object();
+		json_object_object_add(d, "certificate_id", json_object_new_string(id));
+		r = audit(req, "access.revoke", sandbox_id, d);
+		json_object_put(d);
+		if (r < 0) {
+			pthread_mutex_lock(&acc.lock);
+			struct json_object *again = find_record(id);
+			if (again) {
+				json_object_object_add(again, "revoked_at", NULL);
+				if (save_records() < 0)
+					fl_log_warn("ssh access: cannot rewrite %s", acc.path);
+			}
+			pthread_mutex_unlock(&acc.lock);
+			json_object_put(v);
+			return r;
+		}
+	}
 	if (sandbox_id[0]) {
 		struct json_object *ev = json_object_new_object();
 		json_object_object_add(ev, "certificate_id", json_object_new_string(id));

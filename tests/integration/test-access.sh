@@ -15,6 +15,8 @@
 #  - the grant is pushed on the sandbox's WebSocket stream;
 #  - with the tiny image, a real sandbox's grant names its SSH port forward
 #    in the connect command;
+#  - with token auth and PostgreSQL (when initdb exists): 401 without a
+#    token, and grants and revocations are rows of the audit log;
 #  - with the debian-12 image (skipped when absent or FLUID_TEST_ACCESS_SSH=0;
 #    its first sandbox builds a template, ~1-2 min under TCG): a real
 #    `ssh` login as root with the key and the certificate succeeds, the same
@@ -28,10 +30,13 @@ IMAGES=${FLUID_IMAGE_DIR:-$ROOT/build/images}
 [ -x "$FLUID" ] || { echo "build/fluid missing"; exit 1; }
 
 T=$(mktemp -d)
+chmod 0755 "$T" # the private PostgreSQL cluster's owner must reach it
 spid=
+DB=
 stop_server() { [ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null; spid=; }
 cleanup() {
 	stop_server
+	[ -n "$DB" ] && FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" stop >/dev/null 2>&1
 	for p in $(pgrep -f "qemu-system.*$T/" 2>/dev/null); do kill "$p" 2>/dev/null; done
 	rm -rf "$T"
 }
@@ -197,6 +202,55 @@ else
 		curl -sS -m 60 -o /dev/null -X DELETE "$URL/v1/sandboxes/$SB"
 		code=$(request "$(mkreq "$SB" alice "$pub" 2)")
 		check "a destroyed sandbox gets no certificate ($code)" test "$code" = 404
+	fi
+fi
+
+# 6b. With PostgreSQL and token auth: grants and revocations are audited.
+if [ "${FLUID_TEST_ACCESS_DB:-1}" = 0 ] || ! { command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }; then
+	echo "skip - no PostgreSQL here: audit of grants not checked"
+else
+	stop_server
+	if FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" start >"$T/pg.log" 2>&1; then
+		DB=$(FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" url)
+		sed "s|state_dir: .*|state_dir: $T/auth|" "$T/config.yaml" >"$T/auth.yaml"
+		DATABASE_URL=$DB FLUID_TEST_EVENTS=1 "$FLUID" serve --config "$T/auth.yaml" >>"$T/serve.log" 2>&1 &
+		spid=$!
+		for ((i = 0; i < 600; i++)); do [ -s "$T/auth/serve.json" ] && break; sleep 0.1; done
+		URL=$(json 'd["url"]' <"$T/auth/serve.json")
+		TOKEN=$(cat "$T/auth/admin.token" 2>/dev/null)
+		code=$(request "$(mkreq test-sb9 alice "$pub" 2)")
+		check "no token -> 401 ($code)" test "$code" = 401
+		code=$(curl -sS -o "$T/out" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+			-X POST "$URL/v1/access/request" -d "$(mkreq test-sb9 alice "$pub" 2)")
+		check "with a token -> 201 ($code)" test "$code" = 201
+		GID=$(json 'd["certificate_id"]' <"$T/out")
+		code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+			-X DELETE "$URL/v1/access/certificate/$GID")
+		check "revoke with a token -> 200 ($code)" test "$code" = 200
+		curl -sS -H "Authorization: Bearer $TOKEN" "$URL/v1/audit?sandbox_id=test-sb9" >"$T/audit.json"
+		check "the audit log has the grant (with the certificate id) and the revocation" python3 - "$T/audit.json" "$GID" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+rows = next(v for v in d.values() if isinstance(v, list))
+acts = {r.get("action"): r for r in rows}
+g, v = acts.get("access.grant"), acts.get("access.revoke")
+assert g and v, [r.get("action") for r in rows]
+assert sys.argv[2] in json.dumps(g) and sys.argv[2] in json.dumps(v)
+EOF
+		code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$URL/v1/audit/verify")
+		check "the audit chain verifies ($code)" test "$code" = 200
+		n=$(curl -sS -H "Authorization: Bearer $TOKEN" "$URL/v1/access/certificates" | json 'd["total"]')
+		FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" stop >/dev/null 2>&1
+		code=$(curl -sS -m 60 -o "$T/out" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" \
+			-X POST "$URL/v1/access/request" -d "$(mkreq test-sb9 alice "$pub" 2)")
+		check "PostgreSQL down: a grant gets 503 and no certificate ($code)" \
+			jtrue "d['code'] == 503 and 'certificate' not in d" <"$T/out"
+		check "  and nothing was recorded" \
+			test "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' "$T/auth/ssh/certificates.json")" = "$n"
+		stop_server
+		start_server
+	else
+		bad "private PostgreSQL cluster started"; tail -5 "$T/pg.log"
 	fi
 fi
 
