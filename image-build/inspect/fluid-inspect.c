@@ -1155,6 +1155,18 @@ static void put_groups(InsBuf *o, const Tree *a, const Tree *b)
 
 /* ---- main ------------------------------------------------------------------------------ */
 
+static void write_all(const void *p, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t k = write(1, (const char *)p + off, len - off);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			die("write: %m");
+		off += (size_t)k;
+	}
+}
+
 static void open_tree(Tree *t, const char *root)
 {
 	memset(t, 0, sizeof(*t));
@@ -1278,16 +1290,22 @@ int main(int argc, char **argv)
 	ins_buf_init(&o.modified, MAX_OUTPUT);
 	compare_files(&o, &a, &b);
 
+	/* The file sections are written as they are (no second copy of up to
+	 * 48 MiB in the inspector's small RAM); the rest is built after them. */
+	if (o.added.overflow || o.removed.overflow || o.modified.overflow)
+		die("file lists over their bound"); /* budget() keeps them below it */
+	write_all("{\"files_added\":[", strlen("{\"files_added\":["));
+	write_all(o.added.p, o.added.len);
+	write_all("],\"files_removed\":[", strlen("],\"files_removed\":["));
+	write_all(o.removed.p, o.removed.len);
+	write_all("],\"files_modified\":[", strlen("],\"files_modified\":["));
+	write_all(o.modified.p, o.modified.len);
+	ins_buf_free(&o.added);
+	ins_buf_free(&o.removed);
+	ins_buf_free(&o.modified);
 	InsBuf out;
-	ins_buf_init(&out, MAX_OUTPUT + (8u << 20));
-	ins_buf_puts(&out, "{\"files_added\":[");
-	ins_buf_put(&out, o.added.p, o.added.len);
-	ins_buf_puts(&out, "],\"files_removed\":[");
-	ins_buf_put(&out, o.removed.p, o.removed.len);
-	ins_buf_puts(&out, "],\"files_modified\":[");
-	ins_buf_put(&out, o.modified.p, o.modified.len);
+	ins_buf_init(&out, 8u << 20);
 	ins_buf_puts(&out, "]");
-	truncated |= o.added.overflow || o.removed.overflow || o.modified.overflow;
 	put_packages(&out, &a, &b);
 	put_services(&out, &a, &b);
 	put_users(&out, &a, &b);
@@ -1309,13 +1327,6 @@ int main(int argc, char **argv)
 	ins_buf_printf(&out, "\"truncated\":%s}\n", truncated ? "true" : "false");
 	if (out.overflow)
 		die("output too large");
-	for (size_t off = 0; off < out.len;) {
-		ssize_t k = write(1, out.p + off, out.len - off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			die("write: %m");
-		off += (size_t)k;
-	}
+	write_all(out.p, out.len);
 	return 0;
 }
