@@ -53,81 +53,6 @@ FL_DEFINE_CLEANUP(DIR *, closedir)
 
 /* ---- SHA-256 (FIPS 180-4) ------------------------------------------------ */
 
-static const uint32_t K256[64] = {
-	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-	0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-	0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-	0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-	0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-	0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-	0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-	0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-	0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-	0xc67178f2,
-};
-
-static uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-static void sha_block(FlSha256 *s, const uint8_t *p)
-{
-	uint32_t w[64], a, b, c, d, e, f, g, h;
-	for (int i = 0; i < 16; i++)
-		w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-		       (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-	for (int i = 16; i < 64; i++) {
-		uint32_t s0 = ror(w[i - 15], 7) ^ ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
-		uint32_t s1 = ror(w[i - 2], 17) ^ ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
-		w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-	}
-	a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3];
-	e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
-	for (int i = 0; i < 64; i++) {
-		uint32_t t1 = h + (ror(e, 6) ^ ror(e, 11) ^ ror(e, 25)) + ((e & f) ^ (~e & g)) +
-			      K256[i] + w[i];
-		uint32_t t2 = (ror(a, 2) ^ ror(a, 13) ^ ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-		h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
-	}
-	s->h[0] += a, s->h[1] += b, s->h[2] += c, s->h[3] += d;
-	s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
-}
-
-void fl_api_sha256_init(FlSha256 *s)
-{
-	static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-				       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-	memcpy(s->h, iv, sizeof(iv));
-	s->len = 0;
-	s->fill = 0;
-}
-
-void fl_api_sha256_update(FlSha256 *s, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	s->len += len;
-	while (len) {
-		size_t n = 64 - s->fill < len ? 64 - s->fill : len;
-		memcpy(s->buf + s->fill, p, n);
-		s->fill += n, p += n, len -= n;
-		if (s->fill == 64) {
-			sha_block(s, s->buf);
-			s->fill = 0;
-		}
-	}
-}
-
-void fl_api_sha256_hex(FlSha256 *s, char out[65])
-{
-	uint64_t bits = s->len * 8;
-	uint8_t pad = 0x80, zero = 0, lenb[8];
-	fl_api_sha256_update(s, &pad, 1);
-	while (s->fill != 56)
-		fl_api_sha256_update(s, &zero, 1);
-	for (int i = 0; i < 8; i++)
-		lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-	fl_api_sha256_update(s, lenb, 8);
-	for (int i = 0; i < 8; i++)
-		snprintf(out + 8 * i, 9, "%08x", s->h[i]);
-}
 
 /* ---- text encoding ---------------------------------------------------------- */
 
@@ -448,7 +373,7 @@ static struct json_object *run_json(Run *run, const ExecReq *x, bool done)
 		snprintf(key, sizeof(key), "%s_sha256", names[k]);
 		if (done) {
 			FlSha256 copy = s->sha;
-			fl_api_sha256_hex(&copy, hex);
+			fl_sha256_final_hex(&copy, hex);
 			json_object_object_add(o, key, json_object_new_string(hex));
 		} else {
 			json_object_object_add(o, key, NULL);
@@ -502,7 +427,7 @@ static int run_begin(Run *run, const ExecReq *x)
 	for (int k = 0; k < 2; k++) {
 		char path[PATH_MAX + 80];
 		snprintf(path, sizeof(path), "%s/%s.%s", run->dir, run->cmd_id, ext[k]);
-		fl_api_sha256_init(&run->s[k].sha);
+		fl_sha256_init(&run->s[k].sha);
 		run->s[k].fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (run->s[k].fd < 0)
 			fl_log_warn("command output %s: %m", path);
@@ -529,7 +454,7 @@ static struct json_object *run_end(Run *run, const ExecReq *x)
 		char hex[2][65];
 		for (int k = 0; k < 2; k++) {
 			FlSha256 copy = run->s[k].sha;
-			fl_api_sha256_hex(&copy, hex[k]);
+			fl_sha256_final_hex(&copy, hex[k]);
 		}
 		FlDbCommandEnd ce = {
 			.has_exit_code = run->has_exit, .exit_code = run->exit_code, .signal = run->signal,
@@ -679,7 +604,7 @@ static void on_output(Run *run, int stream, const unsigned char *buf, size_t len
 	int k = stream == 2 ? 1 : 0;
 	StreamAcc *s = &run->s[k];
 	s->total += len;
-	fl_api_sha256_update(&s->sha, buf, len);
+	fl_sha256_update(&s->sha, buf, len);
 	if (s->fd >= 0) {
 		size_t off = 0;
 		while (off < len) {

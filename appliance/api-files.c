@@ -192,14 +192,14 @@ static int put_file(FlHttpReq *req)
 	FlSha256 sha;
 	uint64_t total = 0;
 	bool input_failed = !buf, body_failed = false;
-	fl_api_sha256_init(&sha);
+	fl_sha256_init(&sha);
 	while (!input_failed) {
 		int n = mg_read(req->conn, buf, 65536);
 		if (n < 0)
 			body_failed = true;
 		if (n <= 0)
 			break;
-		fl_api_sha256_update(&sha, buf, (size_t)n);
+		fl_sha256_update(&sha, buf, (size_t)n);
 		total += (uint64_t)n;
 		size_t off = 0;
 		while (off < (size_t)n) {
@@ -236,7 +236,7 @@ static int put_file(FlHttpReq *req)
 		return r == -ENOENT ? fl_http_fail(req, r, "%s (use mkdirs=true to create parents)", err.msg)
 				    : fl_api_fail(req, r, &err);
 	char hex[65];
-	fl_api_sha256_hex(&sha, hex);
+	fl_sha256_final_hex(&sha, hex);
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "path", json_object_new_string(path));
 	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)total));

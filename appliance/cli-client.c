@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -321,6 +322,16 @@ int fl_client_request(const char *url, const char *method, const char *path, con
 	ret->body = out;
 	ret->len = blen;
 	return 0;
+}
+
+void fl_cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("fluid: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
 }
 
 const char *fl_json_str(struct json_object *o, const char *key)

@@ -67,16 +67,7 @@ typedef struct FlDbMigration {
 size_t fl_db_migrations(const FlDbMigration **ret);
 
 /* SHA-256 */
-typedef struct FlSha256 {
-	uint32_t h[8];
-	uint64_t len;
-	uint8_t buf[64];
-	size_t n;
-} FlSha256;
-void fl_sha256_init(FlSha256 *s);
-void fl_sha256_update(FlSha256 *s, const void *data, size_t len);
-void fl_sha256_final(FlSha256 *s, uint8_t out[32]);
-void fl_sha256_hex(const void *data, size_t len, char out[FL_DB_HASH_HEX]);
+#include "sha256.h"
 
 /* Keeps the valid UTF-8 of in (others and NUL -> U+FFFD), at most cap output bytes.
  * Returns a new NUL-terminated string; *ret_used = input bytes consumed. */

@@ -74,16 +74,7 @@ int fl_api_paging(FlHttpReq *req, uint64_t *limit, uint64_t *offset);
 /* Publishes an event on the live stream when the events module is linked. */
 void fl_api_publish(const char *sandbox_id, const char *type, struct json_object *data);
 
-/* SHA-256 of streamed data (api-commands.c). hex finalises. */
-typedef struct FlSha256 {
-	uint32_t h[8];
-	uint64_t len;
-	uint8_t buf[64];
-	size_t fill;
-} FlSha256;
-void fl_api_sha256_init(FlSha256 *s);
-void fl_api_sha256_update(FlSha256 *s, const void *data, size_t len);
-void fl_api_sha256_hex(FlSha256 *s, char out[65]);
+#include "sha256.h" /* streamed output digests */
 
 /* The directory guest images are read from. */
 const char *fl_api_image_dir(void);

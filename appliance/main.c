@@ -40,16 +40,6 @@ static const Command commands[] = {
 	{"help", cmd_help, "show this help"},
 };
 
-void fl_cli_error(const char *fmt, ...)
-{
-	va_list ap;
-	fputs("fluid: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static int cmd_version(int argc, char **argv)
 {
 	printf("fluid %s (%s)\n", FL_VERSION, FL_GIT_REV);

@@ -70,15 +70,7 @@ static inline int img_error_prefix(FlError *err, const char *prefix)
 }
 
 /* sha256.c */
-typedef struct ImgSha256 {
-	uint32_t h[8];
-	uint64_t len;
-	uint8_t buf[64];
-	size_t fill;
-} ImgSha256;
-void img_sha256_init(ImgSha256 *s);
-void img_sha256_update(ImgSha256 *s, const void *data, size_t len);
-void img_sha256_final(ImgSha256 *s, uint8_t out[32]);
+#include "sha256.h" /* common/: the one SHA-256, compiled into this library */
 void img_hex(const uint8_t *in, size_t n, char *out);
 
 /* util.c */

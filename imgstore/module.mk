@@ -2,7 +2,8 @@
 # imgstore: qcow2 image store library (build/libimgstore.a), its unit and
 # integration tests, the qcow2 header fuzzer and the imgstore benchmark.
 
-IMG_SRCS := $(sort $(wildcard imgstore/*.c))
+# common/sha256.c is compiled in so the library stands alone.
+IMG_SRCS := $(sort $(wildcard imgstore/*.c)) common/sha256.c
 IMG_OBJS := $(IMG_SRCS:%.c=$(B)/obj/%.o)
 IMG_ASAN_OBJS := $(IMG_SRCS:%.c=$(B)/asan/%.o)
 IMG_FUZZ_OBJS := $(IMG_SRCS:%.c=$(B)/fuzz/%.o)

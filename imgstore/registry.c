@@ -710,12 +710,12 @@ int img_registry_new_overlay_flags(ImgRegistry *r, const char *parent_id, const 
 	uint8_t nonce[16], d[32];
 	if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce))
 		return fl_error_set(err, -EIO, "getrandom failed");
-	ImgSha256 h;
-	img_sha256_init(&h);
-	img_sha256_update(&h, "fluid-layer-v1", 15);
-	img_sha256_update(&h, parent_id, IMG_ID_SIZE);
-	img_sha256_update(&h, nonce, sizeof(nonce));
-	img_sha256_final(&h, d);
+	FlSha256 h;
+	fl_sha256_init(&h);
+	fl_sha256_update(&h, "fluid-layer-v1", 15);
+	fl_sha256_update(&h, parent_id, IMG_ID_SIZE);
+	fl_sha256_update(&h, nonce, sizeof(nonce));
+	fl_sha256_final(&h, d);
 	ImgLayer l = { .kind = IMG_LAYER_OVERLAY, .state = IMG_LAYER_ACTIVE, .format = IMG_FMT_QCOW2,
 		       .virtual_size = parent.virtual_size, .created = time(NULL) };
 	img_hex(d, 32, l.id);

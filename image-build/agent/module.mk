@@ -29,7 +29,7 @@ BINS += $(B)/fluid-agent $(B)/libagentc.a $(B)/libagentc-asan.a
 
 # Shared test helpers (boot an image, connect its agent), for any test.
 CPPFLAGS += -Itests/lib
-TESTLIB_SRCS := tests/lib/testvm.c
+TESTLIB_SRCS := tests/lib/testvm.c common/sha256.c
 
 # Unit tests: framing, host-side parsing against a scripted hostile peer,
 # and the real agent run on the host over a socket.

@@ -119,7 +119,7 @@ static void test_uname_exit_codes(void **state)
 }
 
 typedef struct Stream {
-	TestSha256 sha;
+	FlSha256 sha;
 	uint64_t bytes;
 	bool done;
 	int r;
@@ -130,7 +130,7 @@ static void st_data(AgentOp *op, int fd, const void *buf, size_t len, void *ud)
 {
 	Stream *s = ud;
 	if (fd == 1) {
-		test_sha256_update(&s->sha, buf, len);
+		fl_sha256_update(&s->sha, buf, len);
 		s->bytes += len;
 	}
 }
@@ -210,7 +210,7 @@ static void test_stream_20m(void **state)
 
 	long rss0 = maxrss_kb();
 	Stream s = {0};
-	test_sha256_init(&s.sha);
+	fl_sha256_init(&s.sha);
 	AgentExecSpec spec = {.shell = "cat /root/big20"};
 	AgentOpHandlers h = {.on_data = st_data, .on_done = st_done};
 	FlError e = {0};
@@ -222,7 +222,7 @@ static void test_stream_20m(void **state)
 	assert_int_equal(s.res.exit_code, 0);
 	assert_int_equal(s.bytes, 20971520);
 	char got[65];
-	test_sha256_final(&s.sha, got);
+	fl_sha256_final_hex(&s.sha, got);
 	assert_string_equal(got, want);
 	long grew = maxrss_kb() - rss0;
 	long hwm = agent_hwm_kb(vm);
@@ -251,17 +251,17 @@ static void test_file_50m(void **state)
 	assert_true(fd >= 0 && fd2 >= 0);
 	unlink(src);
 	unlink(dst);
-	TestSha256 sha;
-	test_sha256_init(&sha);
+	FlSha256 sha;
+	fl_sha256_init(&sha);
 	static uint8_t buf[MiB];
 	uint64_t x = 0x9e3779b97f4a7c15ull;
 	for (int i = 0; i < 50; i++) {
 		fill(buf, sizeof(buf), &x);
-		test_sha256_update(&sha, buf, sizeof(buf));
+		fl_sha256_update(&sha, buf, sizeof(buf));
 		assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
 	}
 	char want[65];
-	test_sha256_final(&sha, want);
+	fl_sha256_final_hex(&sha, want);
 	lseek(fd, 0, SEEK_SET);
 
 	FlError e = {0};
@@ -287,12 +287,12 @@ static void test_file_50m(void **state)
 	uint64_t get_ms = agent_now_ms() - t0;
 	assert_int_equal(bytes, 50 * MiB);
 	lseek(fd2, 0, SEEK_SET);
-	test_sha256_init(&sha);
+	fl_sha256_init(&sha);
 	ssize_t n;
 	while ((n = read(fd2, buf, sizeof(buf))) > 0)
-		test_sha256_update(&sha, buf, (size_t)n);
+		fl_sha256_update(&sha, buf, (size_t)n);
 	char got[65];
-	test_sha256_final(&sha, got);
+	fl_sha256_final_hex(&sha, got);
 	assert_string_equal(got, want);
 	fprintf(stderr, "# %s: 50 MiB put %llu ms, get %llu ms\n", vm->image,
 		(unsigned long long)put_ms, (unsigned long long)get_ms);
@@ -355,7 +355,7 @@ static void test_fsfreeze_blocks_writes(void **state)
 	assert_true(n >= 1);
 	/* a write to / must wait for the thaw */
 	Stream s = {0};
-	test_sha256_init(&s.sha);
+	fl_sha256_init(&s.sha);
 	AgentExecSpec spec = {.shell = "echo frozen-ok > /root/freeze-test && echo written"};
 	AgentOpHandlers h = {.on_data = st_data, .on_done = st_done};
 	assert_int_equal(agent_exec_start(vm->agent, &spec, 0, &h, &s, NULL, &e), 0);
@@ -624,7 +624,7 @@ static void test_clone_keeps_agent(void **state)
 	assert_int_equal(agent_exec_args(&bgs, &a, &e), 0);
 	assert_int_equal(agent_call_sync(tpl->agent, "exec", a, 60000, NULL, &e), 0);
 	Stream fg = {0};
-	test_sha256_init(&fg.sha);
+	fl_sha256_init(&fg.sha);
 	AgentExecSpec fgs = {.shell = "exec sleep 1009"};
 	AgentOpHandlers h = {.on_data = st_data, .on_done = st_done};
 	assert_int_equal(agent_exec_start(tpl->agent, &fgs, 0, &h, &fg, NULL, &e), 0);

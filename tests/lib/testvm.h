@@ -3,7 +3,7 @@
  * Test helpers shared by integration tests and benches: boot a fluid image
  * (build/images/<name>, or $FLUID_IMAGE_DIR/<name>) under QEMU with the
  * standard device set of docs/CONVENTIONS.md on a throw-away qcow2 overlay,
- * and connect its guest agent. Also a small SHA-256 for checking streams.
+ * and connect its guest agent.
  *
  * DESIGN: one QEMU process per TestVm, started with posix_spawn and killed
  * by its pid only (never by name). Everything lives in a private run
@@ -68,15 +68,6 @@ void testvm_console_tail(const TestVm *vm, char *buf, size_t size);
 /* Path of the repository root ($FLUID_ROOT or the current directory). */
 const char *testvm_root(void);
 
-/* SHA-256 (FIPS 180-4), streaming. */
-typedef struct TestSha256 {
-	uint32_t h[8];
-	uint64_t len;
-	uint8_t buf[64];
-	size_t n;
-} TestSha256;
-void test_sha256_init(TestSha256 *s);
-void test_sha256_update(TestSha256 *s, const void *data, size_t len);
-void test_sha256_final(TestSha256 *s, char hex[65]);
+#include "sha256.h" /* for checking streams */
 
 #endif

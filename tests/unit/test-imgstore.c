@@ -423,14 +423,14 @@ static void test_sha256(void **state)
 		  "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1" },
 	};
 	for (size_t i = 0; i < FL_ARRAY_SIZE(v); i++) {
-		ImgSha256 s;
+		FlSha256 s;
 		uint8_t d[32];
 		char hex[65];
-		img_sha256_init(&s);
+		fl_sha256_init(&s);
 		/* feed byte by byte to exercise buffering */
 		for (const char *p = v[i].in; *p; p++)
-			img_sha256_update(&s, p, 1);
-		img_sha256_final(&s, d);
+			fl_sha256_update(&s, p, 1);
+		fl_sha256_final(&s, d);
 		img_hex(d, 32, hex);
 		assert_string_equal(hex, v[i].out);
 	}
