@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: MIT
+"""A real fluid server for the SDK tests (session scoped).
+
+Starts ``build/fluid serve`` on a free port with a private PostgreSQL cluster
+(scripts/pg.sh) in a temporary state dir, QEMU under TCG, the tiny image as
+default and pool_size 1. The image dir holds ``tiny`` and ``ubuntu-base``
+(an alias of tiny) so the product README's example runs with its own image
+name. At the end the server and the cluster are stopped and every QEMU whose
+command line names the temporary dir is killed (nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SDK = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(SDK))
+sys.path.insert(0, SDK)
+
+import fluid  # noqa: E402
+
+FLUID = os.path.join(ROOT, "build", "fluid")
+PG = os.path.join(ROOT, "scripts", "pg.sh")
+
+
+def _qemus_under(path: str):
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "qemu-system" in cmd and path in cmd:
+            yield int(pid)
+
+
+class Server:
+    def __init__(self, url: str, token: str, state: str, tmp: str):
+        self.url = url
+        self.token = token
+        self.state = state
+        self.tmp = tmp
+
+    def client(self, token=None, **kw) -> fluid.Client:
+        return fluid.Client(self.url, self.token if token is None else token, **kw)
+
+
+@pytest.fixture(scope="session")
+def server():
+    if not os.access(FLUID, os.X_OK):
+        pytest.skip("build/fluid missing (make build/fluid)")
+    tiny = os.path.join(ROOT, "build", "images", "tiny")
+    if not os.path.isfile(os.path.join(tiny, "image.json")):
+        pytest.skip("tiny image missing (image-build/build-images --only tiny)")
+    tmp = tempfile.mkdtemp(prefix="fluid-sdk-")
+    os.chmod(tmp, 0o755)  # the PostgreSQL cluster's owner must reach it
+    state = os.path.join(tmp, "state")
+    images = os.path.join(tmp, "images")
+    os.makedirs(images)
+    real = os.path.realpath(tiny)
+    os.symlink(real, os.path.join(images, "tiny"))
+    os.symlink(real, os.path.join(images, "ubuntu-base"))
+    with open(os.path.join(tmp, "config.yaml"), "w") as f:
+        f.write(f"""server:
+  listen: 127.0.0.1:0
+state_dir: {state}
+accelerator: tcg
+images:
+  dir: {images}
+  default: tiny
+  pool_size: 1
+limits:
+  max_sandboxes: 12
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUID_") and k != "DATABASE_URL"}
+    env["FLUID_STATE_DIR"] = state
+    proc = None
+    pg = False
+    log = open(os.path.join(tmp, "serve.log"), "wb")
+    try:
+        r = subprocess.run([PG, "start"], env=env, capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            pytest.fail(f"scripts/pg.sh start failed: {r.stderr}")
+        pg = True
+        db = subprocess.run([PG, "url"], env=env, capture_output=True, text=True,
+                            check=True).stdout.strip()
+        senv = dict(env)
+        del senv["FLUID_STATE_DIR"]
+        senv["DATABASE_URL"] = db
+        proc = subprocess.Popen([FLUID, "serve", "--config", os.path.join(tmp, "config.yaml")],
+                                env=senv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+        sj = os.path.join(state, "serve.json")
+        for _ in range(600):
+            if os.path.exists(sj) and os.path.getsize(sj) > 0:
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        else:
+            pass
+        if not (os.path.exists(sj) and os.path.getsize(sj) > 0):
+            log.flush()
+            pytest.fail("fluid serve did not start: " + open(log.name).read()[-3000:])
+        with open(sj) as f:
+            url = json.load(f)["url"]
+        with open(os.path.join(state, "admin.token")) as f:
+            token = f.read().strip()
+        srv = Server(url, token, state, tmp)
+        srv.pg_url = db
+        yield srv
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if pg:
+            subprocess.run([PG, "stop"], env=env, capture_output=True, timeout=120)
+        for pid in list(_qemus_under(tmp)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        log.close()
+        if os.environ.get("FLUID_SDK_KEEP_TMP"):
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def client(server) -> fluid.Client:
+    return server.client()
+
+
+@pytest.fixture(scope="session")
+def sandbox(client):
+    """One running tiny sandbox shared by the exec and file tests."""
+    sb = client.create_sandbox("tiny", name="sdk-shared", agent_id="sdk-tests")
+    yield sb
+    try:
+        sb.destroy()
+    except fluid.FluidError:
+        pass
