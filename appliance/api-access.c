@@ -61,7 +61,7 @@
 #define ACCESS_MAX_RECORDS 1024
 #define ACCESS_SKEW_SECONDS 30 /* valid_after is backdated for clock skew */
 #define ACCESS_PRINCIPAL "root"
-#define ACCESS_GUEST_TIMEOUT_MS 15000
+#define ACCESS_GUEST_TIMEOUT_MS 60000 /* sshd restart in a busy TCG guest */
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
@@ -382,8 +382,10 @@ static int post_access_request(FlHttpReq *req)
 		FlError gerr = {0};
 		r = install_guest_trust(app, sandbox_id, &gerr);
 		json_object_object_add(out, "guest_trust", json_object_new_string(r < 0 ? "failed" : "installed"));
-		if (r < 0)
+		if (r < 0) {
 			fl_log_warn("ssh access: cannot install the CA in %s: %s", sandbox_id, gerr.msg);
+			json_object_object_add(out, "guest_trust_error", json_object_new_string(gerr.msg));
+		}
 	} else {
 		json_object_object_add(out, "guest_trust", json_object_new_string("not_installed"));
 	}

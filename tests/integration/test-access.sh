@@ -265,7 +265,7 @@ else
 		bad "create a debian-12 sandbox: $code $(head -c 300 "$T/create.out")"
 	else
 		code=$(request "$(mkreq "$SB" alice "$pub" 3)")
-		check "grant on a running debian-12 sandbox installs the CA in the guest ($code)" \
+		check "grant on a running debian-12 sandbox installs the CA in the guest ($code $(json "d.get('guest_trust_error', '')" <"$T/out"))" \
 			jtrue "d['guest_trust'] == 'installed' and d['ssh_port'] > 0" <"$T/out"
 		port=$(json 'd["ssh_port"]' <"$T/out")
 		mkdir -p "$T/login"
