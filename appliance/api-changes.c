@@ -18,9 +18,10 @@
  *
  * DESIGN: each job is a detached thread with an 8 MiB stack (engine calls
  * talk QMP, which needs it). The only shared state is the job registry
- * below (a count, a stopping flag, a condition variable): the service's
- * stop waits for running jobs before the engine and the database go, and
- * new jobs are refused (503) once stopping. Jobs are bounded by
+ * below (running ids, a stopping flag, a condition variable, a cancel
+ * eventfd): the service's stop cancels running jobs (their ansible-playbook
+ * children are killed, a diff in progress is let finish) and waits for them
+ * before the engine and the database go; new jobs are refused (503) then. Jobs are bounded by
  * MAX_JOBS: each holds an inspector and a clone (two VMs).
  */
 #include <errno.h>
@@ -28,8 +29,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ansible-store.h"
 #include "ansible.h"
@@ -52,6 +55,7 @@ static struct {
 	pthread_cond_t idle;
 	unsigned running;
 	bool stopping;
+	int cancel_fd; /* eventfd: written once when the server stops */
 	char ids[MAX_JOBS][CHANGE_ID_LEN + 1]; /* running jobs; "" = free slot */
 } jobs = {.mu = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
 
@@ -179,6 +183,14 @@ static void job_fail(Job *j, const char *fmt, const char *msg)
 	fl_log_warn("change %s of %s failed: %s", j->id, j->sandbox_id, buf);
 }
 
+static bool stopping(void)
+{
+	pthread_mutex_lock(&jobs.mu);
+	bool s = jobs.stopping;
+	pthread_mutex_unlock(&jobs.mu);
+	return s;
+}
+
 static void run_job(Job *j)
 {
 	FlApp *app = j->app;
@@ -231,6 +243,8 @@ static void run_job(Job *j)
 	stage_done(j, "diff", t);
 
 	/* 2. playbook */
+	if (stopping())
+		return job_fail(j, "%s", "the server stopped after the diff");
 	set_str(j, "stage", "playbook");
 	save(j);
 	t = mono_ms();
@@ -277,9 +291,11 @@ static void run_job(Job *j)
 	char wd[4200];
 	snprintf(wd, sizeof(wd), "%s/changes/%s.d", app->cfg->state_dir, j->id);
 	_cleanup_(json_object_putp) struct json_object *res = NULL;
+	if (stopping())
+		return job_fail(j, "%s", "the server stopped before the rehearsal");
 	FlRehearsalSpec rs = {.sandbox_id = j->sandbox_id, .diff_json = dj, .playbook = pb,
 			      .files = files, .work_dir = wd, .progress = on_rehearsal_stage,
-			      .userdata = j};
+			      .userdata = j, .cancel_fd = jobs.cancel_fd};
 	if ((r = fl_rehearse(e, &rs, &res, &err)) < 0)
 		return job_fail(j, "rehearsal: %s", err.msg[0] ? err.msg : strerror(-r));
 	stage_done(j, "rehearsal", t);
@@ -469,8 +485,12 @@ FL_ROUTE(get_change, "GET", "/v1/changes/{id}", FL_ROLE_AGENT);
 
 static int changes_start(FlApp *app, FlError *err)
 {
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return fl_error_set(err, -errno, "eventfd: %m");
 	pthread_mutex_lock(&jobs.mu);
 	jobs.stopping = false;
+	jobs.cancel_fd = fd;
 	pthread_mutex_unlock(&jobs.mu);
 	return 0;
 }
@@ -481,9 +501,17 @@ static void changes_stop(FlApp *app)
 	pthread_mutex_lock(&jobs.mu);
 	jobs.stopping = true;
 	if (jobs.running)
-		fl_log_info("waiting for %u change job(s) to finish", jobs.running);
+		fl_log_info("cancelling %u change job(s)", jobs.running);
+	/* running ansible-playbook children are killed; a diff in progress
+	 * (bounded by its own timeout) is waited for */
+	uint64_t one = 1;
+	if (jobs.cancel_fd > 0 && write(jobs.cancel_fd, &one, sizeof(one)) < 0)
+		fl_log_warn("change jobs: cannot signal the cancel eventfd: %m");
 	while (jobs.running)
 		pthread_cond_wait(&jobs.idle, &jobs.mu);
+	if (jobs.cancel_fd > 0)
+		close(jobs.cancel_fd);
+	jobs.cancel_fd = 0;
 	pthread_mutex_unlock(&jobs.mu);
 }
 FL_SERVICE(changes, 40, changes_start, changes_stop);

@@ -35,6 +35,7 @@
 #include "ansible.h"
 #include "cleanup.h"
 #include "diff.h"
+#include "fsutil.h"
 #include "rehearsal.h"
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
@@ -426,9 +427,10 @@ static int run_playbook(const FlRehearsalSpec *spec, const char *dir, int n, int
 	/* wait on the process itself (pidfd), with a deadline */
 	int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	unsigned timeout = spec->timeout_ms ? spec->timeout_ms : 30 * 60 * 1000;
-	bool killed = false;
+	bool killed = false, cancelled = false;
 	if (pfd >= 0) {
-		struct pollfd p = {.fd = pfd, .events = POLLIN};
+		struct pollfd p[2] = {{.fd = pfd, .events = POLLIN},
+				      {.fd = spec->cancel_fd > 0 ? spec->cancel_fd : -1, .events = POLLIN}};
 		uint64_t deadline = now_ms() + timeout;
 		for (;;) {
 			uint64_t t = now_ms();
@@ -437,7 +439,12 @@ static int run_playbook(const FlRehearsalSpec *spec, const char *dir, int n, int
 				killed = true;
 				break;
 			}
-			int pr = poll(&p, 1, (int)(deadline - t));
+			int pr = poll(p, 2, (int)(deadline - t));
+			if (pr > 0 && p[1].revents) {
+				kill(-pid, SIGKILL);
+				killed = cancelled = true;
+				break;
+			}
 			if (pr > 0 || (pr < 0 && errno != EINTR))
 				break;
 		}
@@ -446,6 +453,8 @@ static int run_playbook(const FlRehearsalSpec *spec, const char *dir, int n, int
 	int st;
 	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
+	if (cancelled)
+		return fl_error_set(err, -ECANCELED, "rehearsal cancelled (the server is stopping)");
 	*ret_status = killed ? -1 : WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return 0;
 }
@@ -497,10 +506,13 @@ typedef struct Clone {
 	FlEngine *e;
 	char id[64];
 	bool keep;
+	char cm_dir[32]; /* SSH control socket directory, "" = none */
 } Clone;
 
 static void clone_destroy(Clone *c)
 {
+	if (c->cm_dir[0])
+		fl_rm_rf(c->cm_dir); /* the master exits by itself (ControlPersist) */
 	if (c->id[0] && !c->keep)
 		fl_engine_destroy(c->e, c->id, NULL);
 }
@@ -644,13 +656,23 @@ int fl_rehearse(FlEngine *e, const FlRehearsalSpec *spec, struct json_object **r
 		      port);
 	if ((r = write_file(dir, "inventory", line, (size_t)ll, 0600)) < 0)
 		return fl_error_set(err, r, "inventory: %s", strerror(-r));
+	/*
+	 * One SSH connection for the whole run (a control master in a short
+	 * private directory: socket paths are limited to 108 bytes) and
+	 * pipelining: under TCG every new connection costs seconds.
+	 */
+	char cm[] = "/tmp/fl-ssh-XXXXXX";
+	if (!mkdtemp(cm))
+		return fl_error_set(err, -errno, "mkdtemp: %m");
+	snprintf(c.cm_dir, sizeof(c.cm_dir), "%s", cm);
 	ll = snprintf(line, sizeof(line),
 		      "[defaults]\nhost_key_checking = True\nstdout_callback = json\ntimeout = 120\n"
 		      "retry_files_enabled = False\ninterpreter_python = /usr/bin/python3\n"
-		      "[ssh_connection]\nssh_args = -o UserKnownHostsFile=%s/known_hosts "
-		      "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ControlMaster=no "
-		      "-o ConnectTimeout=60\n",
-		      dir);
+		      "[ssh_connection]\npipelining = True\n"
+		      "ssh_args = -o UserKnownHostsFile=%s/known_hosts "
+		      "-o StrictHostKeyChecking=yes -o IdentitiesOnly=yes -o ControlMaster=auto "
+		      "-o ControlPersist=30s -o ControlPath=%s/%%C -o ConnectTimeout=120\n",
+		      dir, cm);
 	if ((r = write_file(dir, "ansible.cfg", line, (size_t)ll, 0600)) < 0)
 		return fl_error_set(err, r, "ansible.cfg: %s", strerror(-r));
 	json_object_object_add(stages, "key", json_object_new_int64((int64_t)(now_ms() - t)));

@@ -35,6 +35,7 @@ typedef struct FlRehearsalSpec {
 	const char *ansible_playbook;  /* NULL: "ansible-playbook" from PATH */
 	unsigned timeout_ms;           /* per ansible-playbook run; 0 = 30 minutes */
 	bool keep_clone;               /* tests: do not destroy the clone */
+	int cancel_fd;                 /* > 0: readable means stop now (-ECANCELED); 0: none */
 	fl_rehearsal_progress_fn progress;
 	void *userdata;
 } FlRehearsalSpec;
