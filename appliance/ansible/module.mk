@@ -14,7 +14,7 @@ UNIT_TESTS += $(if $(wildcard tests/unit/test-ansible.c),$(B)/tests/unit/test-an
 
 # The rehearsal's residual (pure); the engine and the diff are faked in the test.
 $(B)/tests/unit/test-ansible-residual: $(B)/asan/tests/unit/test-ansible-residual.o \
-		$(B)/asan/appliance/rehearsal.o $(B)/asan/appliance/ansible.o
+		$(B)/asan/appliance/rehearsal.o $(B)/asan/appliance/ansible.o $(B)/asan/common/fsutil.o
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_ANSIBLE_UNIT_LIBS)
 UNIT_TESTS += $(if $(wildcard tests/unit/test-ansible-residual.c),$(B)/tests/unit/test-ansible-residual)
