@@ -429,7 +429,11 @@ static void test_debian_packages_services(void **state)
 	entry(dj, "files_added", "path",
 	      "/etc/systemd/system/multi-user.target.wants/fluid-test.service");
 	entry(dj, "files_added", "path", "/etc/fluid-test.conf");
-	entry(dj, "files_modified", "path", "/var/lib/dpkg/status");
+	expect(dj, "files_modified", "path", "/var/lib/dpkg/status");
+	expect(dj, "files_removed", "path", "");
+	expect(dj, "users_added", "name", "");
+	expect(dj, "groups_added", "name", "");
+	expect(dj, "services_changed", "name", "fluid-test.service");
 	/* nothing but what the session did (dpkg's own bookkeeping and the package's files) */
 	struct json_object *a = json_object_object_get(dj, "files_added");
 	for (size_t i = 0; i < json_object_array_length(a); i++) {
