@@ -142,6 +142,11 @@ check "exported YAML: yamllint" yamllint -s "$T/manual.yml"
 check "exported YAML: ansible-lint" ansible-lint -q "$T/manual.yml"
 check "exported YAML: syntax-check" ansible-playbook --syntax-check -i localhost, "$T/manual.yml"
 
+# the CLI through the same API
+check "fluid playbook list" bash -c "FLUID_URL=$URL FLUID_TOKEN=$AGENT '$FLUID' playbook list | grep -qx web.setup_1"
+check "fluid playbook export" bash -c "FLUID_URL=$URL FLUID_TOKEN=$AGENT '$FLUID' playbook export web.setup_1 | cmp -s - '$T/manual.yml'"
+check "fluid playbook show (missing) fails" bash -c "! FLUID_URL=$URL FLUID_TOKEN=$AGENT '$FLUID' playbook show nope 2>/dev/null"
+
 expect "delete task" 204 DELETE "/v1/ansible/playbooks/web.setup_1/tasks/$TID3"
 expect "get after task delete" 200 GET /v1/ansible/playbooks/web.setup_1
 check "positions stay dense after a delete" jtrue "[t['position'] for t in d['tasks']]==[0,1]" <"$T/body"
