@@ -8,11 +8,14 @@ import re
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
 
-def readme_example() -> str:
+def readme_block(marker: str = "readme-example") -> str:
     text = open(README, encoding="utf-8").read()
-    m = re.search(r"<!-- readme-example -->\n```python\n(.*?)```", text, re.S)
-    assert m, "README example block missing"
+    m = re.search(r"<!-- " + marker + r" -->\n```python\n(.*?)```", text, re.S)
+    assert m, f"README block {marker} missing"
     return m.group(1)
+
+
+readme_example = readme_block
 
 
 def test_readme_example_verbatim(server, client, monkeypatch):
@@ -33,3 +36,14 @@ def test_readme_example_verbatim(server, client, monkeypatch):
     assert seen["agent"] == "nginx-setup-agent" and seen["out"] == "agent at work\n"
     assert seen["task"].startswith("Install nginx")
     assert client.list_sandboxes(agent_id="nginx-setup-agent").total == 0   # destroyed in finally
+
+
+def test_readme_quickstart(server, client, monkeypatch, capsys):
+    monkeypatch.setenv("FLUID_TOKEN", server.token)
+    code = readme_block("quickstart").replace("http://127.0.0.1:8080", server.url)
+    exec(compile(code, README, "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert out.startswith("0 Linux\n0\n")
+    assert "stdout working\n" in out and "stdout done\n" in out
+    assert out.count("b'port = 8080\\n'") == 2
+    assert client.list_sandboxes(agent_id="me").total == 0
