@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import urllib.parse
-from typing import Any, BinaryIO, Dict, Iterable, Iterator, List, Optional, Union
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Union
 
 from . import errors
 from .errors import FluidError
@@ -142,7 +142,7 @@ class Client:
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
                 rewindable = body is None or isinstance(body, (bytes, bytearray, str))
-                if attempt <= self.retries and rewindable and (retry or not sent):
+                if attempt <= self.retries and (not sent or (retry and rewindable)):
                     time.sleep(self.backoff * attempt)
                     continue
                 raise errors.ConnectionFailed(f"{type(e).__name__}: {e}", 0, None, method, full)

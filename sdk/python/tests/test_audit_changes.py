@@ -72,3 +72,15 @@ def test_playbook_crud(client):
             client.add_task("sdk-manual", {"name": "x", "module": "template", "params": {}})
     finally:
         client.delete_playbook("sdk-manual")
+
+
+def test_has_route_and_approvals(client):
+    assert client.has_route("/v1/sandboxes/{id}/changes")          # POST-only: probed as a 405
+    assert client.has_route("/v1/changes/{id}")
+    assert not client.has_route("/v1/definitely-not-a-route")
+    if client.has_route("/v1/approvals"):
+        assert isinstance(client.list_approvals(state="pending"), list)
+    else:   # the server lacks approvals today: the wrappers say so plainly
+        with pytest.raises(fluid.NotFound) as ei:
+            client.request_approval(summary="x")
+        assert ei.value.message == "no such endpoint"

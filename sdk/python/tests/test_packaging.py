@@ -2,7 +2,6 @@
 """`pip install ./sdk/python` works offline (in-tree stdlib build backend)."""
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
