@@ -91,24 +91,24 @@ run() { # run SANDBOX SHELL-COMMAND: fails the test on a non-zero exit
 # ---- 1. the session ---------------------------------------------------------
 must "create the sandbox (debian-12)" 201 POST /v1/sandboxes '{"base_image":"debian-12","agent_id":"t"}'
 SID=$(json 'd["sandbox"]["id"]' <"$T/body")
-run "$SID" "printf 'a = 1\nport = 8080\nb = 2\n' > /etc/app.conf && printf 'keep me\n' > /etc/obsolete.conf && sync"
+# "before" is the template's state: the target clone starts from it too
 must "snapshot before" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"before"}'
 run "$SID" 'groupadd -g 2001 devs && useradd -m -u 2001 -g devs -G users -s /bin/bash alice'
 run "$SID" "mkdir -p /etc/hello && printf 'greeting = hi\n' > /etc/hello/hello.conf && chmod 0640 /etc/hello/hello.conf && chgrp devs /etc/hello/hello.conf"
-run "$SID" "sed -i 's/^port = 8080/port = 9090/' /etc/app.conf"
+run "$SID" "grep -qx 'DSHELL=/bin/bash' /etc/adduser.conf && sed -i 's|^DSHELL=/bin/bash\$|DSHELL=/bin/sh|' /etc/adduser.conf && grep -qx 'DSHELL=/bin/sh' /etc/adduser.conf"
 run "$SID" "printf '#!/bin/sh\nexec sleep infinity\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello"
 run "$SID" "printf '[Unit]\nDescription=Hello\n\n[Service]\nExecStart=/usr/local/bin/hello\n\n[Install]\nWantedBy=multi-user.target\n' > /etc/systemd/system/hello.service && systemctl daemon-reload && systemctl enable --now hello.service"
-run "$SID" "rm /etc/obsolete.conf && chmod 0600 /etc/issue.net && ln -s /etc/hello/hello.conf /etc/hello.conf"
+run "$SID" "rm /etc/motd && chmod 0600 /etc/issue.net && ln -s /etc/hello/hello.conf /etc/hello.conf"
 run "$SID" "head -c 3000 /dev/urandom > /opt/blob.bin && printf 'literal {{ not_a_template }}\n' > '/opt/we{{ird}} \"name\": x' && sync"
 must "snapshot after" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"after"}'
 
 # ---- 2. diff and playbook ------------------------------------------------------
 must "trusted diff" 200 POST "/v1/sandboxes/$SID/diff" '{"from_snapshot":"before","to_snapshot":"after"}'
 cp "$T/body" "$T/diff.json"
-check "diff: user, group, unit, deletion" jtrue '[u["name"] for u in d["diff"]["diff_json"]["users_added"]]==["alice"] and any(g["name"]=="devs" for g in d["diff"]["diff_json"]["groups_added"]) and any(s["name"]=="hello.service" for s in d["diff"]["diff_json"]["services_changed"]) and any(f["path"]=="/etc/obsolete.conf" for f in d["diff"]["diff_json"]["files_removed"])' <"$T/diff.json"
+check "diff: user, group, unit, deletion" jtrue '[u["name"] for u in d["diff"]["diff_json"]["users_added"]]==["alice"] and any(g["name"]=="devs" for g in d["diff"]["diff_json"]["groups_added"]) and any(s["name"]=="hello.service" for s in d["diff"]["diff_json"]["services_changed"]) and any(f["path"]=="/etc/motd" for f in d["diff"]["diff_json"]["files_removed"])' <"$T/diff.json"
 must "generate the playbook" 200 POST "/v1/sandboxes/$SID/generate/ansible"
 cp "$T/body" "$T/generated.json"
-check "playbook: lineinfile for the one-line edit" jtrue 'any(t["module"]=="ansible.builtin.lineinfile" and t["params"]["path"]=="/etc/app.conf" for t in d["tasks"])' <"$T/generated.json"
+check "playbook: lineinfile for the one-line edit" jtrue 'any(t["module"]=="ansible.builtin.lineinfile" and t["params"]["path"]=="/etc/adduser.conf" for t in d["tasks"])' <"$T/generated.json"
 check "playbook: no flagged task for this session" jtrue 'd["playbook"]["flagged"]==0' <"$T/generated.json"
 must "export" 200 GET "/v1/ansible/playbooks/sandbox-$SID/export"
 mkdir -p "$T/pb/files"

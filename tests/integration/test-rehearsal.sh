@@ -108,12 +108,12 @@ expect "change: unknown id" 404 GET "/v1/changes/chg_000000000000000000000000000
 expect "change: malformed id" 404 GET "/v1/changes/..%2Fserve"
 
 # ---- 1. an expressible session -------------------------------------------------------
-run "$SID" "printf 'a = 1\nport = 8080\n' > /etc/app.conf && printf 'x\n' > /etc/obsolete.conf && sync"
+# "before" is the template's state: the rehearsal clone starts from it too
 must "snapshot before" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"before"}'
 run "$SID" 'groupadd -g 2001 devs && useradd -m -u 2001 -g devs -s /bin/bash alice'
-run "$SID" "mkdir -p /etc/hello && printf 'greeting = hi\n' > /etc/hello/hello.conf && sed -i 's/^port = 8080/port = 9090/' /etc/app.conf"
+run "$SID" "mkdir -p /etc/hello && printf 'greeting = hi\n' > /etc/hello/hello.conf && sed -i 's|^DSHELL=/bin/bash\$|DSHELL=/bin/sh|' /etc/adduser.conf && grep -qx 'DSHELL=/bin/sh' /etc/adduser.conf"
 run "$SID" "printf '#!/bin/sh\nexec sleep infinity\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello && printf '[Unit]\nDescription=Hello\n\n[Service]\nExecStart=/usr/local/bin/hello\n\n[Install]\nWantedBy=multi-user.target\n' > /etc/systemd/system/hello.service && systemctl daemon-reload && systemctl enable --now hello.service"
-run "$SID" "rm /etc/obsolete.conf && chmod 0600 /etc/issue.net && ln -s /etc/hello/hello.conf /etc/hello.conf && sync"
+run "$SID" "rm /etc/motd && chmod 0600 /etc/issue.net && ln -s /etc/hello/hello.conf /etc/hello.conf && sync"
 must "snapshot after" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"after"}'
 must "start the change job" 202 POST "/v1/sandboxes/$SID/changes" '{"from_snapshot":"before","to_snapshot":"after"}'
 CID=$(json 'd["change"]["id"]' <"$T/body")
