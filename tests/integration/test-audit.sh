@@ -81,7 +81,7 @@ ADMIN=$(cat "$T/state/admin.token" 2>/dev/null)
 check "admin token file written" test -n "$ADMIN"
 check "admin.token is mode 0600" test "$(stat -c %a "$T/state/admin.token")" = 600
 check "the token was printed once at start" test "$(grep -c "^    $ADMIN\$" "$T/serve1.log")" = 1
-check "schema at version 1" test "$(q 'select max(version) from schema_migrations')" = 1
+check "schema migrated" test "$(q 'select max(version) from schema_migrations')" -ge 1
 
 # 2. Roles.
 check "no token -> 401" test "$(code GET /v1/status "")" = 401
