@@ -8,7 +8,8 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev
 libjson-c-dev libcivetweb-dev libpq-dev libssh-dev liburing-dev libyaml-dev libcmocka-dev
 qemu-system-x86 qemu-utils postgresql postgresql-client ansible-core
 mmdebstrap e2fsprogs tmux busybox-static cpio zstd kmod
-openssh-client openssh-server python3 python3-pytest curl iproute2"
+openssh-client openssh-server python3 python3-pytest curl iproute2
+xz-utils ansible-lint yamllint"
 
 missing=""
 for p in $PKGS; do
