@@ -9,7 +9,7 @@ libjson-c-dev libcivetweb-dev libpq-dev libssh-dev liburing-dev libyaml-dev libc
 qemu-system-x86 qemu-utils postgresql postgresql-client ansible-core
 mmdebstrap e2fsprogs tmux busybox-static cpio zstd kmod
 openssh-client openssh-server python3 python3-pytest curl iproute2
-xz-utils ansible-lint yamllint"
+xz-utils ansible-lint yamllint libssl-dev procps"
 
 missing=""
 for p in $PKGS; do
