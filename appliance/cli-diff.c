@@ -24,7 +24,6 @@ FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 #define DIFF_TIMEOUT_MS (30u * 60 * 1000)
 
-int fl_cmd_diff(int argc, char **argv);
 
 static void usage(FILE *f)
 {

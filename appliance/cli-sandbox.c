@@ -900,6 +900,21 @@ int fl_cmd_sandbox(int argc, char **argv)
 	}
 	c.token = fl_client_token(token_file);
 	const char *cmd = args[0];
+	if (!strcmp(cmd, "diff")) { /* `fluid sandbox diff ...` is `fluid diff ...` */
+		char **fwd = calloc((size_t)argc + 1, sizeof(char *));
+		int k = 0;
+		if (fwd) {
+			fwd[k++] = (char *)"diff";
+			for (i = 1; i < argc; i++)
+				if (argv[i] != cmd)
+					fwd[k++] = argv[i];
+		}
+		rc = fwd ? fl_cmd_diff(k, fwd) : 1;
+		free(fwd);
+		free(c.token);
+		free(args);
+		return rc;
+	}
 	if (!strcmp(cmd, "create"))
 		rc = cmd_create(&c, n, args, NULL, NULL);
 	else if (!strcmp(cmd, "branch")) {

@@ -23,6 +23,7 @@ int fl_cmd_config(int argc, char **argv);
 int fl_cmd_accel(int argc, char **argv);
 int fl_cmd_token(int argc, char **argv);
 int fl_cmd_hosts(int argc, char **argv);
+int fl_cmd_diff(int argc, char **argv);
 int fl_cmd_audit(int argc, char **argv);
 
 /* Prints "fluid: <msg>" to stderr. */
