@@ -101,8 +101,9 @@ static void test_migrations_idempotent(void **state)
 	fl_db_close(a);
 	fl_db_close(b);
 	FlDb *c = open_db(NULL);
-	assert_int_equal(fl_db_schema_version(c, &va, NULL), 0);
-	assert_int_equal(va, 1);
+	int vc = 0;
+	assert_int_equal(fl_db_schema_version(c, &vc, NULL), 0);
+	assert_int_equal(vc, va); /* opening again applies nothing */
 	fl_db_close(c);
 }
 
