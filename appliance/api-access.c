@@ -422,6 +422,83 @@ static int post_access_request(FlHttpReq *req)
 }
 FL_ROUTE(post_access_request, "POST", "/v1/access/request", FL_ROLE_AGENT);
 
+/* "ssh-ed25519 AAAA... [comment]": a known type, base64, one printable line. */
+static bool public_key_ok(const char *k)
+{
+	static const char *const types[] = {"ssh-ed25519 ", "ssh-rsa ", "ecdsa-sha2-nistp256 ",
+					    "ecdsa-sha2-nistp384 ", "ecdsa-sha2-nistp521 ",
+					    "sk-ssh-ed25519@openssh.com "};
+	const char *b = NULL;
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]) && !b; i++)
+		if (!strncmp(k, types[i], strlen(types[i])))
+			b = k + strlen(types[i]);
+	if (!b || !*b)
+		return false;
+	size_t n = strspn(b, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=");
+	if (n < 16 || (b[n] && b[n] != ' '))
+		return false;
+	for (const char *p = k; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/*
+ * POST /v1/sandboxes/{id}/sshkey {public_key, username} -> 204 (fluid.sh):
+ * appends the key to the user's authorized_keys in the guest. The key goes
+ * through stdin and the user name as an argument, never into a shell line.
+ */
+static int post_sshkey(FlHttpReq *req)
+{
+	static const char *const allowed[] = {"public_key", "username", NULL};
+	FlApp *app = req->app;
+	const char *id = fl_http_param(req, "id");
+	_cleanup_(json_object_putp) struct json_object *body = NULL;
+	int r = fl_http_read_json(req, &body);
+	if (r < 0)
+		return r;
+	FlError err = {0};
+	const char *key, *user;
+	if (fl_json_reject_unknown(body, allowed, &err) < 0 ||
+	    fl_json_get_string(body, "public_key", true, 8192, &key, &err) < 0 ||
+	    fl_json_get_string(body, "username", true, 32, &user, &err) < 0)
+		return fl_http_fail(req, -EINVAL, "%s", err.msg);
+	if (!public_key_ok(key))
+		return fl_http_fail(req, -EINVAL, "public_key must be one OpenSSH public key line");
+	bool user_ok = (user[0] >= 'a' && user[0] <= 'z') || user[0] == '_';
+	for (const char *p = user; *p && user_ok; p++)
+		user_ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+	if (!user_ok)
+		return fl_http_fail(req, -EINVAL, "username must match [a-z_][a-z0-9_-]*");
+	if (!app->engine)
+		return fl_http_fail(req, -ENODEV, "the sandbox engine is not available");
+	static const char script[] =
+		"u=$1; h=$(awk -F: -v u=\"$u\" '$1 == u { print $6 }' /etc/passwd); "
+		"[ -n \"$h\" ] || exit 3; umask 077; mkdir -p \"$h/.ssh\" && "
+		"cat >> \"$h/.ssh/authorized_keys\" && chown -R \"$u\" \"$h/.ssh\"";
+	const char *argv[] = {"/bin/sh", "-c", script, "sh", user, NULL};
+	char line[8200];
+	snprintf(line, sizeof(line), "%s\n", key);
+	FlExecSpec x = {.argv = argv, .timeout_ms = ACCESS_GUEST_TIMEOUT_MS,
+			.stdin_data = line, .stdin_len = strlen(line)};
+	FlExecResult res = {0};
+	r = fl_engine_exec(app->engine, id, &x, NULL, NULL, &res, &err);
+	if (r < 0)
+		return fl_http_fail(req, r, "%s", err.msg);
+	if (res.exit_code == 3)
+		return fl_http_fail(req, -EINVAL, "no user '%s' in the sandbox", user);
+	if (res.exit_code != 0 || res.timed_out)
+		return fl_http_fail(req, -EIO, "installing the key failed in the guest (exit %d)", res.exit_code);
+	struct json_object *d = json_object_new_object();
+	json_object_object_add(d, "username", json_object_new_string(user));
+	r = audit(req, "sandbox.sshkey", id, d);
+	json_object_put(d);
+	if (r < 0)
+		return r;
+	return fl_http_send_json(req, 204, NULL);
+}
+FL_ROUTE(post_sshkey, "POST", "/v1/sandboxes/{id}/sshkey", FL_ROLE_AGENT);
+
 static int get_ca_pubkey(FlHttpReq *req)
 {
 	if (!acc.ca)

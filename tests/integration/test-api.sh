@@ -226,6 +226,19 @@ check "DELETE recursive -> 200" test "$code" = 200
 req GET "/v1/sandboxes/$SB/files?path=/root/d/e/conf"
 check "deleted file -> 404" test "$code" = 404
 
+# ---- SSH keys (fluid.sh) ----------------------------------------------------------------
+KEY="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK0wmN/Cr3JXqmLW7u+g9pTh+y1tw6Gy9vnJGTq9JRUn test@fluid"
+req POST "/v1/sandboxes/$SB/sshkey" "{\"public_key\":\"$KEY\",\"username\":\"root\"}"
+check "POST sshkey -> 204" test "$code" = 204
+req POST "/v1/sandboxes/$SB/run" '{"command":"cat /root/.ssh/authorized_keys; stat -c %a /root/.ssh"}'
+check "the key is in root's authorized_keys (0700 dir)" jtrue "'$KEY' in d['command']['stdout'] and d['command']['stdout'].strip().endswith('700')" <<<"$body"
+expect "sshkey: not a public key" 400 "public_key must be one OpenSSH public key line" \
+	POST "/v1/sandboxes/$SB/sshkey" '{"public_key":"ssh-ed25519 AAAA$(reboot)","username":"root"}'
+expect "sshkey: bad user name" 400 "username must match [a-z_][a-z0-9_-]*" \
+	POST "/v1/sandboxes/$SB/sshkey" "{\"public_key\":\"$KEY\",\"username\":\"../root\"}"
+expect "sshkey: unknown user" 400 "no user 'nobody2' in the sandbox" \
+	POST "/v1/sandboxes/$SB/sshkey" "{\"public_key\":\"$KEY\",\"username\":\"nobody2\"}"
+
 # ---- snapshots -------------------------------------------------------------------------
 req POST "/v1/sandboxes/$SB/run" '{"command":"echo v1 > /root/v"}'
 req POST "/v1/sandboxes/$SB/snapshots" '{"name":"s1"}'
