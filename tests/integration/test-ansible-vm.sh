@@ -95,7 +95,7 @@ SID=$(json 'd["sandbox"]["id"]' <"$T/body")
 must "snapshot before" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"before"}'
 run "$SID" 'groupadd -g 2001 devs && useradd -m -u 2001 -g devs -G users -s /bin/bash alice'
 run "$SID" "mkdir -p /etc/hello && printf 'greeting = hi\n' > /etc/hello/hello.conf && chmod 0640 /etc/hello/hello.conf && chgrp devs /etc/hello/hello.conf"
-run "$SID" "grep -qx 'DSHELL=/bin/bash' /etc/adduser.conf && sed -i 's|^DSHELL=/bin/bash\$|DSHELL=/bin/sh|' /etc/adduser.conf && grep -qx 'DSHELL=/bin/sh' /etc/adduser.conf"
+run "$SID" "sed -i '1s/.*/Authorized use only/' /etc/issue.net && grep -qx 'Authorized use only' /etc/issue.net"
 run "$SID" "printf '#!/bin/sh\nexec sleep infinity\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello"
 run "$SID" "printf '[Unit]\nDescription=Hello\n\n[Service]\nExecStart=/usr/local/bin/hello\n\n[Install]\nWantedBy=multi-user.target\n' > /etc/systemd/system/hello.service && systemctl daemon-reload && systemctl enable --now hello.service"
 run "$SID" "rm /etc/motd && chmod 0600 /etc/issue.net && ln -s /etc/hello/hello.conf /etc/hello.conf"
@@ -108,7 +108,7 @@ cp "$T/body" "$T/diff.json"
 check "diff: user, group, unit, deletion" jtrue '[u["name"] for u in d["diff"]["diff_json"]["users_added"]]==["alice"] and any(g["name"]=="devs" for g in d["diff"]["diff_json"]["groups_added"]) and any(s["name"]=="hello.service" for s in d["diff"]["diff_json"]["services_changed"]) and any(f["path"]=="/etc/motd" for f in d["diff"]["diff_json"]["files_removed"])' <"$T/diff.json"
 must "generate the playbook" 200 POST "/v1/sandboxes/$SID/generate/ansible"
 cp "$T/body" "$T/generated.json"
-check "playbook: lineinfile for the one-line edit" jtrue 'any(t["module"]=="ansible.builtin.lineinfile" and t["params"]["path"]=="/etc/adduser.conf" for t in d["tasks"])' <"$T/generated.json"
+check "playbook: lineinfile for the one-line edit" jtrue 'any(t["module"]=="ansible.builtin.lineinfile" and t["params"]["path"]=="/etc/issue.net" for t in d["tasks"])' <"$T/generated.json"
 check "playbook: no flagged task for this session" jtrue 'd["playbook"]["flagged"]==0' <"$T/generated.json"
 must "export" 200 GET "/v1/ansible/playbooks/sandbox-$SID/export"
 mkdir -p "$T/pb/files"
@@ -207,7 +207,8 @@ sa = sorted((s["name"], s["state"], s["enabled"]) for s in want["services_change
 sb = sorted((s["name"], s["state"], s["enabled"]) for s in got["services_changed"])
 if sa != sb:
     res.append(f"services: sandbox {sa} rehearsal {sb}")
-print("\n".join(res))
+if res:
+    print("\n".join(res))
 EOF
 if [ -s "$T/residual.txt" ]; then bad "residual is empty"; sed 's/^/  /' "$T/residual.txt"; else ok "residual is empty (the playbook reproduces the diff)"; fi
 

@@ -111,7 +111,7 @@ expect "change: malformed id" 404 GET "/v1/changes/..%2Fserve"
 # "before" is the template's state: the rehearsal clone starts from it too
 must "snapshot before" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"before"}'
 run "$SID" 'groupadd -g 2001 devs && useradd -m -u 2001 -g devs -s /bin/bash alice'
-run "$SID" "mkdir -p /etc/hello && printf 'greeting = hi\n' > /etc/hello/hello.conf && sed -i 's|^DSHELL=/bin/bash\$|DSHELL=/bin/sh|' /etc/adduser.conf && grep -qx 'DSHELL=/bin/sh' /etc/adduser.conf"
+run "$SID" "mkdir -p /etc/hello && printf 'greeting = hi\n' > /etc/hello/hello.conf && sed -i '1s/.*/Authorized use only/' /etc/issue.net && grep -qx 'Authorized use only' /etc/issue.net"
 run "$SID" "printf '#!/bin/sh\nexec sleep infinity\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello && printf '[Unit]\nDescription=Hello\n\n[Service]\nExecStart=/usr/local/bin/hello\n\n[Install]\nWantedBy=multi-user.target\n' > /etc/systemd/system/hello.service && systemctl daemon-reload && systemctl enable --now hello.service"
 run "$SID" "rm /etc/motd && chmod 0600 /etc/issue.net && ln -s /etc/hello/hello.conf /etc/hello.conf && sync"
 must "snapshot after" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"after"}'
