@@ -578,15 +578,22 @@ static void test_reconnect(void **state)
 	FlError e = {0};
 	/* a foreground exec dies with its connection, a background one lives */
 	Sink s = {0};
-	AgentExecSpec fg = {.shell = "exec sleep 7305"};
+	/* durations unique to this run: other runs' processes do not count */
+	char fgcmd[64], bgcmd[64], fgname[32], bgname[32];
+	unsigned base = 50000 + 2 * ((unsigned)getpid() % 20000);
+	snprintf(fgname, sizeof(fgname), "sleep %u", base);
+	snprintf(bgname, sizeof(bgname), "sleep %u", base + 1);
+	snprintf(fgcmd, sizeof(fgcmd), "exec %s", fgname);
+	snprintf(bgcmd, sizeof(bgcmd), "exec %s", bgname);
+	AgentExecSpec fg = {.shell = fgcmd};
 	assert_int_equal(agent_exec_start(f->c, &fg, 0, &SINK, &s, NULL, &e), 0);
-	AgentExecSpec bgs = {.shell = "exec sleep 7306", .background = true};
+	AgentExecSpec bgs = {.shell = bgcmd, .background = true};
 	struct json_object *a, *res = NULL;
 	assert_int_equal(agent_exec_args(&bgs, &a, &e), 0);
 	assert_int_equal(agent_call_sync(f->c, "exec", a, 10000, &res, &e), 0);
 	int64_t bg = json_object_get_int64(json_object_object_get(res, "bg"));
 	json_object_put(res);
-	assert_int_equal(count_procs("sleep 7305"), 1);
+	assert_int_equal(count_procs(fgname), 1);
 	agent_client_free(f->c);
 	f->c = NULL;
 	assert_true(s.done);
@@ -599,12 +606,12 @@ static void test_reconnect(void **state)
 	assert_int_equal(write(fd, "FLA1\xff\xff\xff\x7fgarbage", 15), 15);
 	close(fd);
 	assert_int_equal(agent_connect_sync(f->sock, 10000, &f->c, &e), 0);
-	for (int i = 0; i < 100 && count_procs("sleep 7305"); i++) {
+	for (int i = 0; i < 100 && count_procs(fgname); i++) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-	assert_int_equal(count_procs("sleep 7305"), 0);
-	assert_int_equal(count_procs("sleep 7306"), 1);
+	assert_int_equal(count_procs(fgname), 0);
+	assert_int_equal(count_procs(bgname), 1);
 	assert_int_equal(agent_call_sync(f->c, "bg_list", NULL, 10000, &res, &e), 0);
 	struct json_object *p = json_object_array_get_idx(json_object_object_get(res, "processes"), 0);
 	assert_int_equal(json_object_get_int64(json_object_object_get(p, "bg")), bg);
