@@ -293,7 +293,13 @@ static void test_slow_consumer_backpressure(void **state)
 static void test_timeout_kills_process_tree(void **state)
 {
 	Fx *f = *state;
-	AgentExecSpec s = {.shell = "sleep 7301 & sleep 7302", .timeout_ms = 700};
+	/* durations unique to this run: other runs' processes do not count */
+	char cmd[64], a[32], b[32];
+	unsigned base = 10000 + 2 * ((unsigned)getpid() % 20000);
+	snprintf(a, sizeof(a), "sleep %u", base);
+	snprintf(b, sizeof(b), "sleep %u", base + 1);
+	snprintf(cmd, sizeof(cmd), "%s & %s", a, b);
+	AgentExecSpec s = {.shell = cmd, .timeout_ms = 700};
 	AgentExecResult res;
 	FlError e = {0};
 	uint64_t t0 = agent_now_ms();
@@ -302,12 +308,12 @@ static void test_timeout_kills_process_tree(void **state)
 	assert_int_equal(res.signal, SIGKILL);
 	assert_true(agent_now_ms() - t0 < 10000);
 	/* both sleeps are gone (give the kernel a moment to reap) */
-	for (int i = 0; i < 100 && (count_procs("sleep 7301") || count_procs("sleep 7302")); i++) {
+	for (int i = 0; i < 100 && (count_procs(a) || count_procs(b)); i++) {
 		struct timespec ts = {0, 20 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
-	assert_int_equal(count_procs("sleep 7301"), 0);
-	assert_int_equal(count_procs("sleep 7302"), 0);
+	assert_int_equal(count_procs(a), 0);
+	assert_int_equal(count_procs(b), 0);
 }
 
 static void test_stdin_to_cat(void **state)
