@@ -336,8 +336,8 @@ static void scan_file(const Tree *t, const char *path, size_t keep, Scan *s)
 		truncated = true;
 		return;
 	}
-	InsSha256 h;
-	ins_sha256_init(&h);
+	FlSha256 h;
+	fl_sha256_init(&h);
 	U8State u = {0};
 	bool text = true;
 	char *buf = xrealloc(NULL, CHUNK);
@@ -352,7 +352,7 @@ static void scan_file(const Tree *t, const char *path, size_t keep, Scan *s)
 		}
 		if (k == 0)
 			break;
-		ins_sha256_update(&h, buf, (size_t)k);
+		fl_sha256_update(&h, buf, (size_t)k);
 		if (text)
 			text = u8_feed(&u, (unsigned char *)buf, (size_t)k);
 		if (s->len < keep) {
@@ -374,7 +374,7 @@ static void scan_file(const Tree *t, const char *path, size_t keep, Scan *s)
 		text = false;
 	s->binary = !text;
 	s->complete = s->len == s->size;
-	ins_sha256_hex(&h, s->sha);
+	fl_sha256_final_hex(&h, s->sha);
 	s->ok = true;
 }
 

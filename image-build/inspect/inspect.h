@@ -18,19 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- SHA-256 ------------------------------------------------------------ */
-
-typedef struct InsSha256 {
-	uint32_t h[8];
-	uint64_t len;
-	uint8_t buf[64];
-	size_t n;
-} InsSha256;
-
-void ins_sha256_init(InsSha256 *s);
-void ins_sha256_update(InsSha256 *s, const void *data, size_t len);
-/* Writes 64 hex digits + NUL. */
-void ins_sha256_hex(InsSha256 *s, char out[65]);
+/* SHA-256: common/sha256.h (FlSha256), compiled into fluid-inspect. */
+#include "sha256.h"
 
 /* ---- Output buffer -------------------------------------------------------- */
 

@@ -4,7 +4,7 @@
 # tests and fuzzer. Host side: appliance/diff.c.
 
 INSPECT_DIR := image-build/inspect
-INSPECT_LIB_SRCS := $(INSPECT_DIR)/inspect-lib.c
+INSPECT_LIB_SRCS := $(INSPECT_DIR)/inspect-lib.c common/sha256.c
 CPPFLAGS += -I$(INSPECT_DIR)
 INSPECT_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 

@@ -455,27 +455,27 @@ static void test_base64_sha(void **state)
 		assert_string_equal(b.p ? b.p : "", v[i].out);
 		ins_buf_free(&b);
 	}
-	InsSha256 s;
+	FlSha256 s;
 	char hex[65];
-	ins_sha256_init(&s);
-	ins_sha256_hex(&s, hex);
+	fl_sha256_init(&s);
+	fl_sha256_final_hex(&s, hex);
 	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-	ins_sha256_init(&s);
-	ins_sha256_update(&s, "ab", 2);
-	ins_sha256_update(&s, "c", 1);
-	ins_sha256_hex(&s, hex);
+	fl_sha256_init(&s);
+	fl_sha256_update(&s, "ab", 2);
+	fl_sha256_update(&s, "c", 1);
+	fl_sha256_final_hex(&s, hex);
 	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	/* a million 'a', fed in odd pieces */
-	ins_sha256_init(&s);
+	fl_sha256_init(&s);
 	char chunk[997];
 	memset(chunk, 'a', sizeof(chunk));
 	size_t left = 1000000;
 	while (left) {
 		size_t k = left < sizeof(chunk) ? left : sizeof(chunk);
-		ins_sha256_update(&s, chunk, k);
+		fl_sha256_update(&s, chunk, k);
 		left -= k;
 	}
-	ins_sha256_hex(&s, hex);
+	fl_sha256_final_hex(&s, hex);
 	assert_string_equal(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
 }
 
