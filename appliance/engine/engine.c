@@ -411,6 +411,14 @@ static BootKind disk_boot(FlEngine *e, const Sandbox *sb)
 	return BOOT_COLD;
 }
 
+/* The host's wall clock, for the guest's (agent "identity" time_ns). */
+static int64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 /* Gives a freshly cloned or branched guest its own identity. */
 static int refresh_identity(FlEngine *e, Sandbox *sb, FlError *err)
 {
@@ -421,34 +429,18 @@ static int refresh_identity(FlEngine *e, Sandbox *sb, FlError *err)
 	json_object_object_add(a, "machine_id", json_object_new_string(mid));
 	unsigned char seed[64];
 	char seedhex[129];
-	if (getentropy(seed, sizeof(seed)) < 0)
+	if (getentropy(seed, sizeof(seed)) < 0) {
+		json_object_put(a);
 		return fl_error_set(err, -errno, "getentropy: %m");
+	}
 	for (size_t i = 0; i < sizeof(seed); i++)
 		snprintf(seedhex + 2 * i, 3, "%02x", seed[i]);
 	json_object_object_add(a, "entropy", json_object_new_string(seedhex));
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	json_object_object_add(a, "time_ns", json_object_new_int64((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+	json_object_object_add(a, "time_ns", json_object_new_int64(wall_ns()));
 	/* No DHCP: with user networking every sandbox has its own private
 	 * 10.0.2.0/24 in which the template's lease stays valid. */
 	uint64_t t = 0;
 	fl_trace("identity", &t);
-	if (getenv("FLUID_TRACE_PING"))
-		for (int i = 0; i < 3; i++) {
-			ea_call(e, sb, "ping", NULL, 30000, NULL, NULL);
-			fl_trace("ping", &t);
-		}
-	if (getenv("FLUID_TRACE_PING")) {
-		const char *keys[] = {"time_ns", "entropy", "hostname", "machine_id"};
-		for (int i = 0; i < 4; i++) {
-			struct json_object *b = json_object_new_object();
-			struct json_object *v;
-			json_object_object_get_ex(a, keys[i], &v);
-			json_object_object_add(b, keys[i], json_object_get(v));
-			ea_call(e, sb, "identity", b, 30000, NULL, NULL);
-			fl_trace(keys[i], &t);
-		}
-	}
 	int r = ea_call(e, sb, "identity", a, 30000, NULL, err);
 	fl_trace("identity op", &t);
 	return r < 0 ? fl_error_prefix(err, "identity refresh") : 0;
@@ -496,10 +488,8 @@ static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char
  * save: give it the wall clock (monotonic time simply continues). */
 static void set_clock(FlEngine *e, Sandbox *sb)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
 	struct json_object *a = json_object_new_object();
-	json_object_object_add(a, "time_ns", json_object_new_int64((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec));
+	json_object_object_add(a, "time_ns", json_object_new_int64(wall_ns()));
 	ea_call(e, sb, "identity", a, 10000, NULL, NULL);
 }
 
