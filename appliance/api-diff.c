@@ -28,8 +28,6 @@
 #include "engine-service.h"
 #include "log.h"
 
-#pragma weak fl_db_audit
-
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 #define MAX_COMMAND_PAGES 50
@@ -37,7 +35,7 @@ FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 static void audit(FlHttpReq *req, const char *id, struct json_object *rec)
 {
 	FlError err = {0};
-	if (!req->app->db || !fl_db_audit)
+	if (!req->app->db)
 		return;
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();
 	static const char *const keys[] = {"id", "from_snapshot", "to_snapshot"};

@@ -71,7 +71,7 @@ int fl_api_read_json_opt(FlHttpReq *req, struct json_object **ret);
 /* Strict "limit"/"offset" query parameters (defaults 50 / 0, limit <= 1000). */
 int fl_api_paging(FlHttpReq *req, uint64_t *limit, uint64_t *offset);
 
-/* Publishes an event on the live stream when the events module is linked. */
+/* Publishes an event on the sandbox's live stream (events.h). */
 void fl_api_publish(const char *sandbox_id, const char *type, struct json_object *data);
 
 #include "sha256.h" /* streamed output digests */
