@@ -41,6 +41,15 @@ typedef struct FlEngineConfig {
 	void *userdata;
 } FlEngineConfig;
 
+#define FL_NET_ALLOW_MAX 64
+/* One allowlist entry: IPv4 network addr/prefix (host byte order) and an
+ * inclusive port range (0-65535 = any port). */
+typedef struct FlNetAllow {
+	uint32_t addr;
+	unsigned prefix; /* 0-32 */
+	unsigned port_lo, port_hi;
+} FlNetAllow;
+
 typedef struct FlSandboxSpec {
 	const char *base_image;  /* image name, e.g. "debian-12" (required unless branching) */
 	const char *name;        /* optional; [A-Za-z0-9-]{1,63}, default sbx-<id prefix> */
@@ -50,7 +59,11 @@ typedef struct FlSandboxSpec {
 	uint64_t ttl_seconds;    /* 0 = no TTL */
 	bool cold_boot;          /* boot: cold (bench baseline) instead of a template clone */
 	bool no_start;           /* create only (state CREATED) */
-	const char *network;     /* "nat" (default) or "none" */
+	const char *network;     /* "nat" (default), "none" or "allowlist" */
+	/* "allowlist": outbound TCP/UDP only to these destinations (enforced
+	 * on the QEMU process by the host kernel, docs/engine.md "Networking"). */
+	const struct FlNetAllow *net_allow;
+	size_t n_net_allow;      /* at most FL_NET_ALLOW_MAX */
 	const char *from_sandbox; /* branch: source sandbox id ... */
 	const char *from_snapshot; /* ... and its snapshot name */
 } FlSandboxSpec;
