@@ -97,6 +97,25 @@ static const FlDbMigration migrations[] = {
 	 "  params json NOT NULL, extra json NOT NULL DEFAULT '{}',"
 	 "  created_at timestamptz NOT NULL DEFAULT now(),"
 	 "  UNIQUE (playbook_id, position) DEFERRABLE INITIALLY DEFERRED);"},
+	/* Approvals (appliance/db-approvals.c, docs/approvals.md). The state
+	 * machine is also enforced here so no code path can skip a step. */
+	{3, "approvals",
+	 "CREATE TABLE approvals ("
+	 "  id text PRIMARY KEY CHECK (id ~ '^apr_[0-9a-f]{32}$'),"
+	 "  kind text NOT NULL CHECK (kind IN ('change', 'command', 'question')),"
+	 "  state text NOT NULL DEFAULT 'pending' CHECK (state IN"
+	 "    ('pending', 'approved', 'rejected', 'applying', 'applied', 'failed')),"
+	 "  summary text NOT NULL,"
+	 "  details jsonb,"
+	 "  sandbox_id text, change_id text,"
+	 "  playbook text, playbook_sha256 text CHECK (playbook_sha256 ~ '^[0-9a-f]{64}$'),"
+	 "  requested_by text NOT NULL, requested_role text NOT NULL,"
+	 "  decided_by text, comment text, decided_at timestamptz,"
+	 "  apply jsonb,"
+	 "  created_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+	 "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp());"
+	 "CREATE INDEX approvals_state ON approvals (state, created_at);"
+	 "CREATE INDEX approvals_sandbox ON approvals (sandbox_id, created_at);"},
 };
 
 size_t fl_db_migrations(const FlDbMigration **ret)
