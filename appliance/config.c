@@ -309,6 +309,21 @@ static int host_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn, 
 		return get_string(c, "hosts[].user", vn, &h->user);
 	if (!strcmp(key, "port"))
 		return get_uint(c, "hosts[].port", vn, 1, 65535, &h->port);
+	if (!strcmp(key, "ssh_key") || !strcmp(key, "known_hosts")) {
+		char **dst = !strcmp(key, "ssh_key") ? &h->ssh_key : &h->known_hosts;
+		int r = get_string(c, !strcmp(key, "ssh_key") ? "hosts[].ssh_key" : "hosts[].known_hosts",
+				   vn, dst);
+		if (r < 0)
+			return r;
+		/* goes into ssh options and an Ansible inventory: plain absolute paths only */
+		bool ok = (*dst)[0] == '/' && strlen(*dst) < 1024;
+		for (const char *s = *dst; ok && *s; s++)
+			ok = (unsigned char)*s > 0x20 && *s != 0x7f && !strchr("\"'{}%$`\\", *s);
+		if (!ok)
+			return cerr(c, vn, "hosts[].%s: an absolute path without spaces, quotes, "
+				    "braces or %%", key);
+		return 0;
+	}
 	return unknown(c, "hosts[]", key, kn);
 }
 
@@ -668,6 +683,8 @@ void fl_config_free(FlConfig *cfg)
 		free(cfg->hosts[i].name);
 		free(cfg->hosts[i].address);
 		free(cfg->hosts[i].user);
+		free(cfg->hosts[i].ssh_key);
+		free(cfg->hosts[i].known_hosts);
 	}
 	free(cfg->hosts);
 	free(cfg->state_dir);

@@ -36,6 +36,10 @@ typedef struct FlHostConfig {
 	char *address; /* hostname or IP address */
 	char *user;    /* SSH user, NULL = unset */
 	unsigned port; /* SSH port, default 22 */
+	/* Production apply (docs/approvals.md): both required to apply to
+	 * the host; absolute paths, read by ssh, never served by the API. */
+	char *ssh_key;     /* private key file, NULL = unset */
+	char *known_hosts; /* the host's pinned key(s), NULL = unset */
 } FlHostConfig;
 
 typedef struct FlConfig {
