@@ -18,12 +18,58 @@ recipe_inputs() {
 	k=$(kernel_pkg) || return 1
 	echo "kernel $k"
 	echo "busybox-static $(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null)"
+	tmux_inputs
 	echo "cmdline $TINY_CMDLINE"
 }
 
 recipe_check() {
-	dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' ||
-		die "tiny needs the busybox-static package (scripts/deps.sh installs it)"
+	local p
+	for p in busybox-static tmux ncurses-base libc-bin; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			die "tiny needs the $p package (scripts/deps.sh installs it)"
+	done
+}
+
+# tmux for terminals (docs/terminal.md): Debian's binary with the shared
+# libraries ldd resolves, the terminfo entries a client and its panes use,
+# and the C.UTF-8 locale (tmux refuses to start without a UTF-8 one).
+TINY_TERMINFO="x/xterm x/xterm-256color s/screen s/screen-256color t/tmux t/tmux-256color v/vt100 l/linux d/dumb"
+
+# tmux_files: every host file that goes into the image for tmux.
+tmux_files() {
+	local t
+	command -v tmux >/dev/null || die "tiny needs tmux (scripts/deps.sh installs it)"
+	readlink -f "$(command -v tmux)"
+	ldd "$(command -v tmux)" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+	for t in $TINY_TERMINFO; do
+		[ -e "/lib/terminfo/$t" ] && echo "/lib/terminfo/$t" ||
+			{ [ -e "/usr/share/terminfo/$t" ] && echo "/usr/share/terminfo/$t"; }
+	done
+	find /usr/lib/locale/C.utf8 -type f | LC_ALL=C sort
+}
+
+# tmux_inputs: the tmux package and the exact bytes copied, for the image hash.
+tmux_inputs() {
+	local f
+	echo "tmux $(dpkg-query -W -f='${Version}' tmux 2>/dev/null)"
+	tmux_files | while read -r f; do
+		echo "file $f $(sha256sum <"$f" | cut -c1-64)"
+	done
+}
+
+# install_tmux ROOTFS: copies tmux and what it needs, at the host's paths
+# (the dynamic loader's default search path covers /lib/x86_64-linux-gnu).
+install_tmux() {
+	local rfs=$1 f dst
+	tmux_files | while read -r f; do
+		case $f in
+		*/tmux) dst=/usr/bin/tmux ;;
+		*) dst=$f ;;
+		esac
+		mkdir -p "$rfs$(dirname "$dst")"
+		cp -L "$f" "$rfs$dst"
+	done
+	chmod 755 "$rfs/usr/bin/tmux"
 }
 
 # recipe_build OUT HASH: builds vmlinuz, initrd.img, disk.qcow2, image.json in OUT.
@@ -76,6 +122,7 @@ recipe_build() {
 	done
 	ln -sfn /bin/busybox "$rfs/sbin/init"
 	install -m 755 "$AGENT" "$rfs/usr/sbin/fluid-agent"
+	install_tmux "$rfs"
 	mkdir -p "$rfs/lib/modules"
 	echo "$kver" >"$rfs/etc/fluid/kernel-release"
 	printf 'fluid tiny image, inputs %s\n' "$hash" >"$rfs/etc/fluid/image"
