@@ -23,6 +23,7 @@ static int cmd_version(int argc, char **argv);
 int fl_cmd_sandbox(int argc, char **argv); /* cli-sandbox.c */
 int fl_cmd_playbook(int argc, char **argv); /* cli-playbook.c */
 int fl_cmd_diff(int argc, char **argv); /* cli-diff.c */
+int fl_cmd_approvals(int argc, char **argv); /* cli-approvals.c */
 
 static const Command commands[] = {
 	{"serve", fl_cmd_serve, "run the server (REST API, web UI, sandbox engine)"},
@@ -34,6 +35,7 @@ static const Command commands[] = {
 	{"hosts", fl_cmd_hosts, "list the production hosts of the configuration (admin)"},
 	{"diff", fl_cmd_diff, "trusted diff between two snapshots of a sandbox (or one and live)"},
 	{"playbook", fl_cmd_playbook, "generate Ansible playbooks from diffs; list, show, export them"},
+	{"approvals", fl_cmd_approvals, "list, show, approve, reject and apply approvals (reviewer)"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
 	{"routes", fl_cmd_routes, "list the API routes this binary serves (tests, docs)"},
 	{"version", cmd_version, "print the version"},
