@@ -28,7 +28,8 @@ $(B)/fluid: $(FL_APP_OBJS) $(FL_APP_LIBS)
 BINS += $(B)/fluid
 
 # Unit tests (ASan + UBSan): each links only the modules it tests.
-FL_CONFIG_ASAN := $(B)/asan/appliance/config.o $(B)/asan/appliance/log.o $(B)/libcommon-asan.a
+FL_CONFIG_ASAN := $(B)/asan/appliance/config.o $(B)/asan/appliance/log.o $(B)/asan/appliance/policy.o \
+	$(B)/libcommon-asan.a
 $(B)/tests/unit/test-config: $(B)/asan/tests/unit/test-config.o $(FL_CONFIG_ASAN)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
@@ -45,6 +46,20 @@ $(B)/tests/unit/test-http: $(B)/asan/tests/unit/test-http.o $(B)/asan/appliance/
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
 
 UNIT_TESTS += $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test-config.c tests/unit/test-accel.c tests/unit/test-http.c))
+
+# Safety policies (policy.c is pure: the unit test and the fuzzer link it alone).
+$(B)/tests/unit/test-policy: $(B)/asan/tests/unit/test-policy.o $(B)/asan/appliance/policy.o \
+		$(B)/libcommon-asan.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
+UNIT_TESTS += $(if $(wildcard tests/unit/test-policy.c),$(B)/tests/unit/test-policy)
+
+$(B)/fuzz/appliance/policy.o $(B)/fuzz/tests/fuzz/fuzz-policy-shell.o: \
+	WARN := $(filter-out -Wno-format-truncation,$(WARN))
+$(B)/tests/fuzz/fuzz-policy-shell: $(B)/fuzz/tests/fuzz/fuzz-policy-shell.o $(B)/fuzz/appliance/policy.o
+	@mkdir -p $(@D)
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $^ $(FL_SYS_LIBS)
+FUZZERS += $(if $(wildcard tests/fuzz/fuzz-policy-shell.c),$(B)/tests/fuzz/fuzz-policy-shell)
 
 # Files that embed FL_GIT_REV are rebuilt when HEAD moves.
 $(B)/obj/appliance/main.o $(B)/obj/appliance/api-ops.o $(B)/obj/appliance/cli-serve.o: \
