@@ -24,9 +24,11 @@
 
 #include "cleanup.h"
 #include "config.h"
+#include "policy.h"
 
 #define CONFIG_MAX_BYTES (1u << 20)
 #define CONFIG_MAX_HOSTS 1024
+#define CONFIG_MAX_POLICIES 64
 
 static FlConfig *installed;
 
@@ -362,6 +364,108 @@ static int parse_hosts(Ctx *c, FlConfig *cfg, yaml_node_t *seq)
 	return 0;
 }
 
+/* A YAML subtree as JSON, for policy.c (plain integers and booleans typed). */
+static int yaml_to_json(Ctx *c, yaml_node_t *n, unsigned depth, struct json_object **ret)
+{
+	if (depth > 16)
+		return cerr(c, n, "nested too deeply");
+	if (n->type == YAML_SCALAR_NODE) {
+		const char *v = (const char *)n->data.scalar.value;
+		uint64_t u;
+		if (strlen(v) != n->data.scalar.length)
+			return cerr(c, n, "NUL byte in value");
+		if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE) {
+			if (scalar_is_null(n)) {
+				*ret = NULL;
+				return 0;
+			}
+			if (parse_u64(v, &u) == 0 && u <= INT64_MAX) {
+				*ret = json_object_new_int64((int64_t)u);
+				return 0;
+			}
+			if (v[0] == '-' && parse_u64(v + 1, &u) == 0) {
+				*ret = json_object_new_int64(-1); /* negative: rejected by range checks */
+				return 0;
+			}
+			if (!strcmp(v, "true") || !strcmp(v, "false")) {
+				*ret = json_object_new_boolean(v[0] == 't');
+				return 0;
+			}
+		}
+		*ret = json_object_new_string(v);
+		return *ret ? 0 : fl_error_set(c->err, -ENOMEM, "out of memory");
+	}
+	if (n->type == YAML_SEQUENCE_NODE) {
+		struct json_object *a = json_object_new_array();
+		for (yaml_node_item_t *it = n->data.sequence.items.start;
+		     a && it < n->data.sequence.items.top; it++) {
+			struct json_object *e = NULL;
+			yaml_node_t *in = yaml_document_get_node(c->doc, *it);
+			int r = in ? yaml_to_json(c, in, depth + 1, &e) : cerr(c, n, "malformed list");
+			if (r < 0) {
+				json_object_put(a);
+				return r;
+			}
+			json_object_array_add(a, e);
+		}
+		*ret = a;
+		return a ? 0 : fl_error_set(c->err, -ENOMEM, "out of memory");
+	}
+	if (n->type == YAML_MAPPING_NODE) {
+		struct json_object *o = json_object_new_object();
+		for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+		     o && p < n->data.mapping.pairs.top; p++) {
+			yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+			yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+			struct json_object *e = NULL;
+			int r;
+			if (!kn || !vn || kn->type != YAML_SCALAR_NODE)
+				r = cerr(c, n, "keys must be strings");
+			else if (json_object_object_get_ex(o, (const char *)kn->data.scalar.value, NULL))
+				r = cerr(c, kn, "duplicate key '%s'", (const char *)kn->data.scalar.value);
+			else
+				r = yaml_to_json(c, vn, depth + 1, &e);
+			if (r < 0) {
+				json_object_put(o);
+				return r;
+			}
+			json_object_object_add(o, (const char *)kn->data.scalar.value, e);
+		}
+		*ret = o;
+		return o ? 0 : fl_error_set(c->err, -ENOMEM, "out of memory");
+	}
+	return cerr(c, n, "unexpected YAML node");
+}
+
+static int policy_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn, void *ud)
+{
+	FlConfig *cfg = ud;
+	struct json_object *obj = NULL;
+	FlPolicy *p = NULL;
+	FlError perr = {0};
+	if (!valid_name(key))
+		return cerr(c, kn, "policies: '%s' is not a valid policy name", key);
+	if (cfg->n_policies >= CONFIG_MAX_POLICIES)
+		return cerr(c, kn, "policies: more than %d policies", CONFIG_MAX_POLICIES);
+	if (vn->type != YAML_MAPPING_NODE && !scalar_is_null(vn))
+		return cerr(c, vn, "policies.%s: expected a mapping", key);
+	int r = yaml_to_json(c, vn, 0, &obj);
+	if (r < 0)
+		return r;
+	r = fl_policy_from_json(key, obj, &p, &perr);
+	json_object_put(obj);
+	if (r < 0)
+		return cerr(c, vn, "policies.%s: %s", key, perr.msg);
+	FlPolicy **nv = realloc(cfg->policies, (cfg->n_policies + 1) * sizeof(*nv));
+	if (!nv) {
+		fl_policy_free(p);
+		return fl_error_set(c->err, -ENOMEM, "out of memory");
+	}
+	cfg->policies = nv;
+	cfg->policies[cfg->n_policies++] = p;
+	return 0;
+}
+
 static int top_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn, void *ud)
 {
 	FlConfig *cfg = ud;
@@ -375,6 +479,15 @@ static int top_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn, v
 		return walk_mapping(c, "images", vn, images_pair, cfg);
 	if (!strcmp(key, "hosts"))
 		return parse_hosts(c, cfg, vn);
+	if (!strcmp(key, "policies"))
+		return walk_mapping(c, "policies", vn, policy_pair, cfg);
+	if (!strcmp(key, "default_policy")) {
+		int r = get_string(c, "default_policy", vn, &cfg->default_policy);
+		if (r >= 0 && !valid_name(cfg->default_policy))
+			return cerr(c, vn, "default_policy: '%s' is not a valid policy name",
+				    cfg->default_policy);
+		return r;
+	}
 	if (!strcmp(key, "state_dir"))
 		return get_string(c, "state_dir", vn, &cfg->state_dir);
 	if (!strcmp(key, "qemu"))
@@ -518,7 +631,35 @@ static int finish(FlConfig *cfg, fl_getenv_fn env, FlError *err)
 		return fl_error_set(err, -EINVAL, "%s: limits.ttl_seconds is above max_ttl_seconds",
 				    cfg->path ? cfg->path : "config");
 	cfg->database.configured = cfg->database.url || cfg->database.host;
+	if (cfg->default_policy) {
+		if (!fl_config_policy(cfg, cfg->default_policy))
+			return fl_error_set(err, -EINVAL, "%s: default_policy '%s' is not defined in policies",
+					    cfg->path ? cfg->path : "config", cfg->default_policy);
+	} else {
+		if (set_str(&cfg->default_policy, "default") < 0)
+			return fl_error_set(err, -ENOMEM, "out of memory");
+		if (!fl_config_policy(cfg, "default")) {
+			FlPolicy *p = NULL;
+			FlPolicy **nv = realloc(cfg->policies, (cfg->n_policies + 1) * sizeof(*nv));
+			if (!nv)
+				return fl_error_set(err, -ENOMEM, "out of memory");
+			cfg->policies = nv;
+			if (fl_policy_new_default("default", &p) < 0)
+				return fl_error_set(err, -ENOMEM, "out of memory");
+			cfg->policies[cfg->n_policies++] = p;
+		}
+	}
 	return 0;
+}
+
+const struct FlPolicy *fl_config_policy(const FlConfig *cfg, const char *name)
+{
+	if (!name)
+		name = cfg->default_policy;
+	for (size_t i = 0; name && i < cfg->n_policies; i++)
+		if (!strcmp(cfg->policies[i]->name, name))
+			return cfg->policies[i];
+	return NULL;
 }
 
 static FlConfig *config_defaults(void)
@@ -691,6 +832,10 @@ void fl_config_free(FlConfig *cfg)
 	free(cfg->qemu);
 	free(cfg->images.dir);
 	free(cfg->images.default_image);
+	for (size_t i = 0; i < cfg->n_policies; i++)
+		fl_policy_free(cfg->policies[i]);
+	free(cfg->policies);
+	free(cfg->default_policy);
 	free(cfg);
 }
 

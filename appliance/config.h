@@ -86,6 +86,13 @@ typedef struct FlConfig {
 	} images;
 
 	FlLogLevel log_level; /* default info */
+
+	/* Safety policies (policy.h, docs/policies.md), in file order. There is
+	 * always one named default_policy (a built-in permissive "default" when
+	 * the file defines none of that name). */
+	struct FlPolicy **policies;
+	size_t n_policies;
+	char *default_policy;
 } FlConfig;
 
 /* Looks an environment variable up; tests pass a fake. NULL = unset. */
@@ -108,6 +115,9 @@ int fl_config_parse(const char *text, size_t len, const char *name, fl_getenv_fn
 		    FlConfig **ret, FlError *err);
 
 void fl_config_free(FlConfig *cfg);
+
+/* The policy called name (NULL = the default policy), or NULL if none. */
+const struct FlPolicy *fl_config_policy(const FlConfig *cfg, const char *name);
 
 /* libpq connection string (URL or key=value form); NULL if none configured. New string. */
 char *fl_config_database_conninfo(const FlConfig *cfg);

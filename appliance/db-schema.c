@@ -116,6 +116,19 @@ static const FlDbMigration migrations[] = {
 	 "  updated_at timestamptz NOT NULL DEFAULT clock_timestamp());"
 	 "CREATE INDEX approvals_state ON approvals (state, created_at);"
 	 "CREATE INDEX approvals_sandbox ON approvals (sandbox_id, created_at);"},
+	/* Safety policies (appliance/db-policies.c, docs/policies.md): a token's
+	 * policy (NULL = the default policy) and each sandbox's creator and
+	 * policy (NULL = its creator's). Policy names refer to the config. */
+	{4, "policy assignments",
+	 "ALTER TABLE tokens ADD COLUMN policy text"
+	 "  CHECK (policy ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$');"
+	 "CREATE TABLE sandbox_policies ("
+	 "  sandbox_id text PRIMARY KEY,"
+	 "  creator text,"
+	 "  policy text CHECK (policy ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$'),"
+	 "  created_at timestamptz NOT NULL DEFAULT now(),"
+	 "  updated_at timestamptz NOT NULL DEFAULT now());"
+	 "CREATE INDEX sandbox_policies_creator ON sandbox_policies (creator);"},
 };
 
 size_t fl_db_migrations(const FlDbMigration **ret)
