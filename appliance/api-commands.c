@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api-policies.h"
 #include "cleanup.h"
 #include "db.h"
 #include "engine-service.h"
@@ -313,6 +314,7 @@ typedef struct Run {
 	int exit_code, signal;
 	bool timed_out, has_exit;
 	char error[256];
+	uint64_t keep; /* output bytes kept per stream (record and file); 0 = all */
 } Run;
 
 static int64_t now_ms(void)
@@ -605,10 +607,14 @@ static void on_output(Run *run, int stream, const unsigned char *buf, size_t len
 	StreamAcc *s = &run->s[k];
 	s->total += len;
 	fl_sha256_update(&s->sha, buf, len);
+	/* bytes of this chunk still under the policy's cap (the total counts all) */
+	uint64_t keep = run->keep ? run->keep : UINT64_MAX;
+	size_t file_len = s->total - len >= keep ? 0
+			  : keep - (s->total - len) < len ? (size_t)(keep - (s->total - len)) : len;
 	if (s->fd >= 0) {
 		size_t off = 0;
-		while (off < len) {
-			ssize_t n = write(s->fd, buf + off, len - off);
+		while (off < file_len) {
+			ssize_t n = write(s->fd, buf + off, file_len - off);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
@@ -620,8 +626,9 @@ static void on_output(Run *run, int stream, const unsigned char *buf, size_t len
 			off += (size_t)n;
 		}
 	}
-	if (s->kept_len < OUTPUT_CAP) {
-		size_t n = OUTPUT_CAP - s->kept_len < len ? OUTPUT_CAP - s->kept_len : len;
+	size_t cap = keep < OUTPUT_CAP ? (size_t)keep : OUTPUT_CAP;
+	if (s->kept_len < cap) {
+		size_t n = cap - s->kept_len < len ? cap - s->kept_len : len;
 		if (!s->kept)
 			s->kept = malloc(OUTPUT_CAP);
 		if (s->kept) {
@@ -751,6 +758,32 @@ static int run_command(Run *run, const ExecReq *x, struct json_object **ret)
 	return 0;
 }
 
+/*
+ * The safety policy on a parsed request: the command must be allowed (or
+ * approved), and its timeout within the policy's maximum (a larger one,
+ * or 0 = none under a finite maximum, is refused with 400: nothing ran).
+ * Without timeout_sec the policy's default applies.
+ */
+static int policy_gate(FlHttpReq *req, const char *sandbox_id, struct json_object *body,
+		       ExecReq *x, uint64_t *ret_keep)
+{
+	const FlPolicy *pol = NULL;
+	int r = fl_api_policy_command(req, sandbox_id, x->argv ? NULL : x->command, x->argv, &pol);
+	if (r < 0)
+		return r;
+	if (!json_object_object_get_ex(body, "timeout_sec", NULL))
+		x->timeout_sec = pol->limits.timeout_sec;
+	else if (x->timeout_sec > pol->limits.max_timeout_sec ||
+		 (x->timeout_sec == 0 && pol->limits.max_timeout_sec < MAX_TIMEOUT_SEC))
+		return fl_http_fail(req, -EINVAL,
+				    "timeout_sec %llu is over the policy's maximum of %u s (policy %s)",
+				    (unsigned long long)x->timeout_sec, pol->limits.max_timeout_sec,
+				    pol->name);
+	if (ret_keep)
+		*ret_keep = pol->limits.output_bytes;
+	return 0;
+}
+
 static int exec_common(FlHttpReq *req, bool readme_shape, bool allow_stream)
 {
 	_cleanup_(json_object_putp) struct json_object *body = NULL;
@@ -763,6 +796,8 @@ static int exec_common(FlHttpReq *req, bool readme_shape, bool allow_stream)
 	if (r < 0)
 		return r;
 	r = parse_exec(req, body, &x);
+	if (r >= 0)
+		r = policy_gate(req, run.sandbox_id, body, &x, &run.keep);
 	if (r < 0) {
 		exec_req_clear(&x);
 		return r;
@@ -1028,6 +1063,8 @@ static int post_processes(FlHttpReq *req)
 	r = parse_exec(req, body, &x);
 	if (r >= 0 && x.stdin_data)
 		r = fl_http_fail(req, -EINVAL, "background processes take no stdin");
+	if (r >= 0)
+		r = policy_gate(req, id, body, &x, NULL);
 	if (r < 0) {
 		exec_req_clear(&x);
 		return r;
@@ -1051,7 +1088,7 @@ static int post_processes(FlHttpReq *req)
 		json_object_object_add(args, "cwd", json_object_new_string(x.cwd));
 	if (x.user)
 		json_object_object_add(args, "user", json_object_new_string(x.user));
-	if (x.timeout_sec && json_object_object_get_ex(body, "timeout_sec", NULL))
+	if (x.timeout_sec)
 		json_object_object_add(args, "timeout_ms", json_object_new_int64((int64_t)x.timeout_sec * 1000));
 	json_object_object_add(args, "background", json_object_new_boolean(1));
 	exec_req_clear(&x);

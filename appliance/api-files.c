@@ -16,7 +16,9 @@
  * writes to a temporary file and renames it at the end, so a failed or
  * interrupted upload leaves the old file in place. Paths must be absolute
  * and free of ".." segments (400): the guest is the caller's own, but a
- * path that means something other than it says is always a bug.
+ * path that means something other than it says is always a bug. The
+ * safety policy's path rules and file size limit (api-policies.h) are
+ * checked before the guest is asked anything else (403, 413).
  */
 #include <civetweb.h>
 #include <errno.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api-policies.h"
 #include "cleanup.h"
 #include "engine-service.h"
 #include "log.h"
@@ -94,12 +97,14 @@ static int read_full(int fd, void *buf, size_t len)
 
 static int get_file(FlHttpReq *req)
 {
-	char id[64], path[PATH_MAX];
+	char id[64], path[PATH_MAX], real[PATH_MAX];
+	const FlPolicy *pol = NULL;
 	int r = fl_api_sandbox_lookup(req, id, NULL);
-	if (r < 0 || (r = path_param(req, path, sizeof(path))) < 0)
+	if (r < 0 || (r = path_param(req, path, sizeof(path))) < 0 ||
+	    (r = fl_api_policy_path(req, id, path, false, real, sizeof(real), &pol)) < 0)
 		return r;
 	struct json_object *args = json_object_new_object();
-	json_object_object_add(args, "path", json_object_new_string(path));
+	json_object_object_add(args, "path", json_object_new_string(real));
 	json_object_object_add(args, "follow", json_object_new_boolean(1));
 	_cleanup_(json_object_putp) struct json_object *st = NULL;
 	if ((r = agent_op(req, id, "stat", args, &st)) < 0)
@@ -109,9 +114,13 @@ static int get_file(FlHttpReq *req)
 		return fl_http_fail(req, -EINVAL, "%s is a %s, not a regular file%s", path,
 				    kind ? kind : "?", kind && !strcmp(kind, "dir") ? " (see files/list)" : "");
 	int64_t size = json_object_get_int64(json_object_object_get(st, "size"));
+	if (pol->limits.max_file_bytes && size > 0 && (uint64_t)size > pol->limits.max_file_bytes)
+		return fl_http_fail(req, -EFBIG, "%s is %lld bytes, over the policy's limit of %llu (policy %s)",
+				    path, (long long)size, (unsigned long long)pol->limits.max_file_bytes,
+				    pol->name);
 
 	args = json_object_new_object();
-	json_object_object_add(args, "path", json_object_new_string(path));
+	json_object_object_add(args, "path", json_object_new_string(real));
 	if (size > 0)
 		json_object_object_add(args, "length", json_object_new_int64(size));
 	FlStreamSpec ss = {.op = "file_read", .args = args, .timeout_ms = XFER_TIMEOUT_MS};
@@ -159,15 +168,24 @@ FL_ROUTE(get_file, "GET", "/v1/sandboxes/{id}/files", FL_ROLE_AGENT);
 
 static int put_file(FlHttpReq *req)
 {
-	char id[64], path[PATH_MAX], modebuf[16];
+	char id[64], path[PATH_MAX], modebuf[16], real[PATH_MAX];
 	bool mkdirs;
 	long mode = -1;
+	const FlPolicy *pol = NULL;
 	int r = fl_api_sandbox_lookup(req, id, NULL);
 	if (r < 0 || (r = path_param(req, path, sizeof(path))) < 0 ||
 	    (r = bool_param(req, "mkdirs", &mkdirs)) < 0)
 		return r;
 	if (path[strlen(path) - 1] == '/')
 		return fl_http_fail(req, -EINVAL, "path names a directory");
+	if ((r = fl_api_policy_path(req, id, path, true, real, sizeof(real), &pol)) < 0)
+		return r;
+	/* the announced size is checked before anything reaches the guest */
+	uint64_t max_bytes = pol->limits.max_file_bytes;
+	const char *clen = fl_http_header(req, "Content-Length");
+	if (max_bytes && clen && strtoull(clen, NULL, 10) > max_bytes)
+		return fl_http_fail(req, -EFBIG, "upload of %s bytes is over the policy's limit of %llu (policy %s)",
+				    clen, (unsigned long long)max_bytes, pol->name);
 	if (fl_http_query(req, "mode", modebuf, sizeof(modebuf))) {
 		char *end;
 		errno = 0;
@@ -176,7 +194,7 @@ static int put_file(FlHttpReq *req)
 			return fl_http_fail(req, -EINVAL, "mode must be octal 0..7777");
 	}
 	struct json_object *args = json_object_new_object();
-	json_object_object_add(args, "path", json_object_new_string(path));
+	json_object_object_add(args, "path", json_object_new_string(real));
 	if (mode >= 0)
 		json_object_object_add(args, "mode", json_object_new_int((int)mode));
 	if (mkdirs)
@@ -191,7 +209,7 @@ static int put_file(FlHttpReq *req)
 	_cleanup_free_ char *buf = malloc(65536);
 	FlSha256 sha;
 	uint64_t total = 0;
-	bool input_failed = !buf, body_failed = false;
+	bool input_failed = !buf, body_failed = false, too_big = false;
 	fl_sha256_init(&sha);
 	while (!input_failed) {
 		int n = mg_read(req->conn, buf, 65536);
@@ -201,6 +219,11 @@ static int put_file(FlHttpReq *req)
 			break;
 		fl_sha256_update(&sha, buf, (size_t)n);
 		total += (uint64_t)n;
+		if (max_bytes && total > max_bytes) {
+			/* chunked bodies announce no size: stop at the limit */
+			too_big = body_failed = true;
+			break;
+		}
 		size_t off = 0;
 		while (off < (size_t)n) {
 			ssize_t k = write(fl_stream_in_fd(s), buf + off, (size_t)n - off);
@@ -230,6 +253,9 @@ static int put_file(FlHttpReq *req)
 	}
 	_cleanup_(json_object_putp) struct json_object *res = NULL;
 	r = fl_stream_finish(s, &res, &err);
+	if (too_big)
+		return fl_http_fail(req, -EFBIG, "upload over the policy's limit of %llu bytes (policy %s); nothing was written",
+				    (unsigned long long)max_bytes, pol->name);
 	if (body_failed)
 		return fl_http_fail(req, -EIO, "the request body ended early; nothing was written");
 	if (r < 0)
@@ -249,7 +275,7 @@ FL_ROUTE(put_file, "PUT", "/v1/sandboxes/{id}/files", FL_ROLE_AGENT);
 
 static int delete_file(FlHttpReq *req)
 {
-	char id[64], path[PATH_MAX];
+	char id[64], path[PATH_MAX], real[PATH_MAX];
 	bool recursive;
 	int r = fl_api_sandbox_lookup(req, id, NULL);
 	if (r < 0 || (r = path_param(req, path, sizeof(path))) < 0 ||
@@ -257,8 +283,10 @@ static int delete_file(FlHttpReq *req)
 		return r;
 	if (!strcmp(path, "/"))
 		return fl_http_fail(req, -EINVAL, "refusing to remove /");
+	if ((r = fl_api_policy_path(req, id, path, true, real, sizeof(real), NULL)) < 0)
+		return r;
 	struct json_object *args = json_object_new_object();
-	json_object_object_add(args, "path", json_object_new_string(path));
+	json_object_object_add(args, "path", json_object_new_string(real));
 	if (recursive)
 		json_object_object_add(args, "recursive", json_object_new_boolean(1));
 	if ((r = agent_op(req, id, "remove", args, NULL)) < 0)
@@ -271,12 +299,13 @@ FL_ROUTE(delete_file, "DELETE", "/v1/sandboxes/{id}/files", FL_ROLE_AGENT);
 
 static int get_file_list(FlHttpReq *req)
 {
-	char id[64], path[PATH_MAX];
+	char id[64], path[PATH_MAX], real[PATH_MAX];
 	int r = fl_api_sandbox_lookup(req, id, NULL);
-	if (r < 0 || (r = path_param(req, path, sizeof(path))) < 0)
+	if (r < 0 || (r = path_param(req, path, sizeof(path))) < 0 ||
+	    (r = fl_api_policy_path(req, id, path, false, real, sizeof(real), NULL)) < 0)
 		return r;
 	struct json_object *args = json_object_new_object();
-	json_object_object_add(args, "path", json_object_new_string(path));
+	json_object_object_add(args, "path", json_object_new_string(real));
 	_cleanup_(json_object_putp) struct json_object *res = NULL;
 	if ((r = agent_op(req, id, "list", args, &res)) < 0)
 		return r;

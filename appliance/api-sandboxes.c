@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-policies.h"
 #include "cleanup.h"
 #include "db.h"
 #include "engine-service.h"
@@ -93,7 +94,7 @@ static int post_sandboxes(FlHttpReq *req)
 	    (r = fl_json_get_string(body, "agent_id", false, 128, &agent, er)) < 0 ||
 	    (r = fl_json_get_string(body, "job_id", false, 128, &job, er)) < 0 ||
 	    (r = fl_json_get_string(body, "vm_name", false, 63, &name, er)) < 0 ||
-	    (r = fl_json_get_string(body, "network", false, 8, &network, er)) < 0 ||
+	    (r = fl_json_get_string(body, "network", false, 16, &network, er)) < 0 ||
 	    (r = fl_json_get_string(body, "boot", false, 8, &boot, er)) < 0 ||
 	    (r = fl_json_get_string(body, "from_sandbox", false, 63, &from_sb, er)) < 0 ||
 	    (r = fl_json_get_string(body, "from_snapshot", false, 64, &from_snap, er)) < 0 ||
@@ -113,8 +114,8 @@ static int post_sandboxes(FlHttpReq *req)
 		return fl_http_fail(req, -EINVAL, "invalid image name '%s'", image);
 	if (name && !fl_api_name_ok(name, 63))
 		return fl_http_fail(req, -EINVAL, "invalid vm_name: use 1-63 letters, digits, '-' or '_'");
-	if (network && strcmp(network, "nat") && strcmp(network, "none"))
-		return fl_http_fail(req, -EINVAL, "network must be \"nat\" or \"none\"");
+	if (network && strcmp(network, "nat") && strcmp(network, "none") && strcmp(network, "allowlist"))
+		return fl_http_fail(req, -EINVAL, "network must be \"nat\", \"none\" or \"allowlist\"");
 	if (boot && strcmp(boot, "cold") && strcmp(boot, "clone"))
 		return fl_http_fail(req, -EINVAL, "boot must be \"clone\" or \"cold\"");
 	if (!!from_sb != !!from_snap)
@@ -139,7 +140,14 @@ static int post_sandboxes(FlHttpReq *req)
 	};
 	FlError err = {0};
 	_cleanup_(json_object_putp) struct json_object *rec = NULL;
+	/* the caller's safety policy: limits, egress, sandboxes per token */
+	FlPolicyCreate pc;
+	if ((r = fl_api_policy_create(req, &spec, json_object_object_get_ex(body, "ttl_seconds", NULL),
+				      &pc)) < 0)
+		return r;
 	r = fl_api_create(e, &spec, &rec, &err);
+	fl_api_policy_create_done(req, &pc,
+				  r < 0 ? NULL : json_object_get_string(json_object_object_get(rec, "id")));
 	if (r < 0) {
 		if (r == -ENOENT && from_sb)
 			return fl_api_fail(req, r, &err);
@@ -280,7 +288,10 @@ static int get_sandbox(FlHttpReq *req)
 			return fl_http_fail(req, -EINVAL, "include_commands must be true or false");
 	}
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "sandbox", fl_api_sandbox_json(rec));
+	struct json_object *sb = fl_api_sandbox_json(rec);
+	/* the effective safety policy: {name, source} (GET .../policy has all of it) */
+	json_object_object_add(sb, "policy", fl_api_policy_brief(req, id));
+	json_object_object_add(o, "sandbox", sb);
 	if (include) {
 		_cleanup_(json_object_putp) struct json_object *cmds = NULL;
 		if ((r = fl_api_commands_list(req, id, 1000, 0, &cmds)) < 0)

@@ -1307,7 +1307,6 @@ static FlPolicy *policy_alloc(const char *name)
 	p->commands.approval_timeout_sec = 300;
 	p->limits.timeout_sec = 600;
 	p->limits.max_timeout_sec = 86400;
-	p->limits.output_bytes = 64u * 1024;
 	p->network.egress = FL_EGRESS_NAT;
 	return p;
 }

@@ -103,8 +103,8 @@ typedef struct FlPolicy {
 	struct {
 		unsigned timeout_sec;      /* default per-operation timeout */
 		unsigned max_timeout_sec;  /* larger requested timeouts are rejected (400) */
-		uint64_t output_bytes;     /* stdout/stderr bytes kept per command */
-		uint64_t max_file_bytes;   /* largest file upload/download */
+		uint64_t output_bytes;     /* stdout/stderr bytes kept per command, 0 = all */
+		uint64_t max_file_bytes;   /* largest file upload/download, 0 = no limit */
 		unsigned max_sandboxes;    /* live sandboxes created by one token, 0 = no limit */
 		unsigned max_vcpus;        /* 0 = the server's limit */
 		unsigned max_memory_mb;    /* 0 = the server's limit */
