@@ -24,6 +24,7 @@ int fl_cmd_sandbox(int argc, char **argv); /* cli-sandbox.c */
 int fl_cmd_playbook(int argc, char **argv); /* cli-playbook.c */
 int fl_cmd_diff(int argc, char **argv); /* cli-diff.c */
 int fl_cmd_approvals(int argc, char **argv); /* cli-approvals.c */
+int fl_cmd_policy(int argc, char **argv); /* cli-policy.c */
 
 static const Command commands[] = {
 	{"serve", fl_cmd_serve, "run the server (REST API, web UI, sandbox engine)"},
@@ -37,6 +38,7 @@ static const Command commands[] = {
 	{"playbook", fl_cmd_playbook, "generate Ansible playbooks from diffs; list, show, export them"},
 	{"approvals", fl_cmd_approvals, "list, show, approve, reject and apply approvals (reviewer)"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
+	{"policy", fl_cmd_policy, "show safety policies; assign them to tokens and sandboxes (admin)"},
 	{"routes", fl_cmd_routes, "list the API routes this binary serves (tests, docs)"},
 	{"version", cmd_version, "print the version"},
 	{"help", cmd_help, "show this help"},
