@@ -157,7 +157,8 @@ int fl_cmd_policy(int argc, char **argv)
 				     sub, sub);
 			return 2;
 		}
-		snprintf(path, sizeof(path), "/v1/%ss/%s/policy", sub, args[0]);
+		snprintf(path, sizeof(path), "/v1/%s/%s/policy",
+			 !strcmp(sub, "token") ? "tokens" : "sandboxes", args[0]);
 		if (set || clear) {
 			_cleanup_(json_object_putp) struct json_object *b = json_object_new_object();
 			json_object_object_add(b, "policy", set ? json_object_new_string(set) : NULL);

@@ -328,6 +328,7 @@ req "$NET" POST /v1/sandboxes '{"base_image":"tiny"}'
 check "create under the egress policy -> 201 ($body)" test "$code" = 201
 NSB=$(json 'd["sandbox"]["id"]' <<<"$body" 2>/dev/null)
 check "the sandbox's network is allowlist" jtrue 'd["sandbox"]["network"] == "allowlist"' <<<"$body"
+[ -n "$NSB" ] || { echo "$pass passed, $((fail + 2)) failed"; exit 1; }
 run "$NET" "$NSB" "nc -w 5 10.0.2.2 $P1 </dev/null"
 check "the listed destination is reachable ($body)" jtrue '"hello-allowed" in d["command"]["stdout"]' <<<"$body"
 run "$NET" "$NSB" "nc -w 5 10.0.2.2 $P2 </dev/null; echo rc=\$?"
