@@ -9,7 +9,8 @@ libjson-c-dev libcivetweb-dev libpq-dev libssh-dev liburing-dev libyaml-dev libc
 qemu-system-x86 qemu-utils postgresql postgresql-client ansible-core
 mmdebstrap e2fsprogs tmux busybox-static cpio zstd kmod
 openssh-client openssh-server python3 python3-pytest curl iproute2
-xz-utils ansible-lint yamllint libssl-dev procps"
+xz-utils ansible-lint yamllint libssl-dev procps
+chromium fonts-dejavu-core"
 
 missing=""
 for p in $PKGS; do
@@ -17,6 +18,11 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
+# The web UI's npm packages (scripts/webui-deps.sh) need node and npm: any
+# installation will do (Debian's nodejs + npm when there is none).
+if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 
 if [ "$(id -u)" != 0 ]; then

@@ -8,7 +8,8 @@
 #   scripts/run.sh [fluid serve options...]
 #
 # Environment: FLUID_STATE_DIR (default <checkout>/.state), FLUID_CONFIG
-# (a config file; default /etc/fluid/config.yaml when present),
+# (a config file; default /etc/fluid/config.yaml when present, else
+# STATE/run-config.yaml, written here, which serves webui-dist/ at /),
 # FLUID_IMAGE_DIR (default <checkout>/build/images), FLUID_SKIP_IMAGES=1 to
 # skip the image build, DATABASE_URL to use an existing server.
 set -euo pipefail
@@ -22,6 +23,14 @@ FLUID=$ROOT/build/fluid
 
 cfg=()
 [ -n "${FLUID_CONFIG:-}" ] && cfg=(--config "$FLUID_CONFIG")
+# The web UI (docs/webui.md): with no configuration file, serve the
+# checkout's webui-dist/ at / through a small generated one. A file of your
+# own sets server.webui_dir itself.
+if [ ${#cfg[@]} -eq 0 ] && [ ! -e /etc/fluid/config.yaml ]; then
+	mkdir -p "$FLUID_STATE_DIR"
+	printf 'server:\n  webui_dir: "%s"\n' "$ROOT/webui-dist" >"$FLUID_STATE_DIR/run-config.yaml"
+	cfg=(--config "$FLUID_STATE_DIR/run-config.yaml")
+fi
 "$FLUID" config check "${cfg[@]}" >/dev/null
 
 mkdir -p "$FLUID_STATE_DIR"

@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+// The live terminal: xterm.js on the WebSocket
+//   GET /v1/sandboxes/{id}/terminal?token=T&mode=watch|control&session=fluid&cols=C&rows=R
+// (docs/terminal.md). Server -> client: binary frames of raw terminal bytes,
+// and text frames with JSON ({"type":"exit"} when the session ends).
+// Client -> server (control mode only): {"type":"input","data"} and
+// {"type":"resize","cols","rows"}. Watch mode attaches read-only to the
+// sandbox's tmux session, so a human sees what the agent types live;
+// "Take over" reconnects in control mode.
+import { enc, wsUrl } from '../api.js';
+import { h, clear } from '../ui.js';
+
+const SESSION = 'fluid';
+
+export function openTerminal(panel, ctx) {
+	const Terminal = window.Terminal;
+	const FitAddon = window.FitAddon && window.FitAddon.FitAddon;
+	if (!Terminal || !FitAddon) {
+		panel.append(h('div.state.error', { role: 'alert' }, 'The terminal component (xterm.js) did not load: run `make` to vendor it into webui-dist/vendor/.'));
+		return;
+	}
+	let mode = 'watch', ws = null, closedByUs = false;
+	const status = h('span.termstatus', { role: 'status', 'aria-live': 'polite' }, 'Connecting…');
+	const modeLabel = h('span.badge.b-info.termmode');
+	const toggle = h('button', { type: 'button' });
+	const reconnect = h('button', { type: 'button', hidden: true, onclick: () => connect() }, 'Reconnect');
+	const screen = h('div.terminal', { 'aria-label': 'Sandbox terminal' });
+	const hint = h('p.sub.termhint');
+	panel.append(
+		h('h2.visually-hidden', 'Terminal'),
+		h('div.termbar', modeLabel, status, h('span.spacer'), reconnect, toggle),
+		screen, hint);
+
+	const term = new Terminal({
+		convertEol: false,
+		cursorBlink: true,
+		fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
+		fontSize: 14,
+		scrollback: 5000,
+		theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#58a6ff' },
+	});
+	const fit = new FitAddon();
+	term.loadAddon(fit);
+	term.open(screen);
+	const doFit = () => { try { fit.fit(); } catch { /* not visible */ } };
+	doFit();
+
+	const send = obj => { if (ws && ws.readyState === WebSocket.OPEN && mode === 'control') ws.send(JSON.stringify(obj)); };
+	const onData = term.onData(data => send({ type: 'input', data }));
+	const onResize = term.onResize(({ cols, rows }) => send({ type: 'resize', cols, rows }));
+	const ro = new ResizeObserver(() => doFit());
+	ro.observe(screen);
+
+	function setMode(m) {
+		mode = m;
+		term.options.disableStdin = m !== 'control';
+		modeLabel.textContent = m === 'control' ? 'in control' : 'watching (read-only)';
+		modeLabel.className = `badge termmode ${m === 'control' ? 'b-warn' : 'b-info'}`;
+		toggle.textContent = m === 'control' ? 'Back to watching' : 'Take over';
+		hint.textContent = m === 'control' ?
+			'You are typing into the sandbox\'s tmux session (the agent sees it too). Keys go to the terminal while it has focus; press Tab elsewhere to leave.' :
+			'Read-only view of the sandbox\'s tmux session: keys sent by the agent appear here live. Take over to type.';
+	}
+	toggle.addEventListener('click', () => {
+		setMode(mode === 'control' ? 'watch' : 'control');
+		connect();
+		if (mode === 'control') term.focus();
+	});
+
+	function connect() {
+		if (ws) { closedByUs = true; ws.close(); }
+		closedByUs = false;
+		reconnect.hidden = true;
+		status.textContent = 'Connecting…';
+		doFit();
+		const sock = new WebSocket(wsUrl(`/v1/sandboxes/${enc(ctx.id)}/terminal`,
+			{ mode, session: SESSION, cols: term.cols, rows: term.rows }));
+		sock.binaryType = 'arraybuffer';
+		ws = sock;
+		let opened = false;
+		sock.onopen = () => {
+			if (ws !== sock) return;
+			opened = true;
+			term.reset();
+			status.textContent = mode === 'control' ? 'connected: you can type' : 'connected';
+			screen.dataset.connected = mode;
+		};
+		sock.onmessage = ev => {
+			if (ws !== sock) return;
+			if (typeof ev.data === 'string') {
+				let msg;
+				try { msg = JSON.parse(ev.data); } catch { return; }
+				if (msg.type === 'exit') {
+					status.textContent = 'the session ended';
+					delete screen.dataset.connected;
+					reconnect.hidden = false;
+				} else if (msg.type === 'error' && msg.error) {
+					status.textContent = `error: ${msg.error}`;
+				}
+				return;
+			}
+			term.write(new Uint8Array(ev.data));
+		};
+		sock.onclose = ev => {
+			if (ws !== sock || closedByUs) return;
+			delete screen.dataset.connected;
+			status.textContent = opened ? 'disconnected' : `cannot connect (code ${ev.code})`;
+			reconnect.hidden = false;
+		};
+	}
+
+	setMode('watch');
+	connect();
+	return () => {
+		closedByUs = true;
+		if (ws) ws.close();
+		ro.disconnect();
+		onData.dispose();
+		onResize.dispose();
+		term.dispose();
+		clear(screen);
+	};
+}
