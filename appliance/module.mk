@@ -47,9 +47,8 @@ $(B)/tests/unit/test-http: $(B)/asan/tests/unit/test-http.o $(B)/asan/appliance/
 
 UNIT_TESTS += $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(wildcard tests/unit/test-config.c tests/unit/test-accel.c tests/unit/test-http.c))
 
-# Safety policies (policy.c is pure: the unit test and the fuzzer link it alone).
-$(B)/tests/unit/test-policy: $(B)/asan/tests/unit/test-policy.o $(B)/asan/appliance/policy.o \
-		$(B)/libcommon-asan.a
+# Safety policies (policy.c is pure; the unit test adds config.c for the policies: section).
+$(B)/tests/unit/test-policy: $(B)/asan/tests/unit/test-policy.o $(FL_CONFIG_ASAN)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
 UNIT_TESTS += $(if $(wildcard tests/unit/test-policy.c),$(B)/tests/unit/test-policy)

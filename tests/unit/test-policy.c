@@ -17,6 +17,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "config.h"
 #include "policy.h"
 
 static FlPolicy *load(const char *json)
@@ -425,6 +426,55 @@ static void test_parse_errors(void **state)
 	fl_policy_free(p);
 }
 
+static int parse_config(const char *yaml, FlConfig **cfg, FlError *err)
+{
+	memset(err, 0, sizeof(*err));
+	return fl_config_parse(yaml, strlen(yaml), "t.yaml", NULL, cfg, err);
+}
+
+static void test_config_section(void **state)
+{
+	(void)state;
+	FlConfig *cfg = NULL;
+	FlError err;
+	/* no policies: a built-in permissive default */
+	assert_int_equal(parse_config("log_level: info\n", &cfg, &err), 0);
+	assert_int_equal(cfg->n_policies, 1);
+	assert_string_equal(cfg->default_policy, "default");
+	assert_false(fl_policy_has_command_rules(fl_config_policy(cfg, NULL)));
+	fl_config_free(cfg);
+
+	static const char *yaml = "default_policy: strict\n"
+				  "policies:\n"
+				  "  strict:\n"
+				  "    commands:\n"
+				  "      deny: [rm, \"dd *\"]\n"
+				  "      approval_timeout_sec: 5\n"
+				  "    limits: {max_sandboxes: 2, max_file_bytes: 1024}\n"
+				  "    network: {egress: allowlist, allow: [\"10.0.2.2:80\"]}\n"
+				  "  open: {}\n";
+	assert_int_equal(parse_config(yaml, &cfg, &err), 0);
+	assert_int_equal(cfg->n_policies, 2); /* no built-in default: one is named */
+	const FlPolicy *p = fl_config_policy(cfg, NULL);
+	assert_string_equal(p->name, "strict");
+	assert_int_equal(p->commands.deny.n, 2);
+	assert_int_equal(p->commands.approval_timeout_sec, 5);
+	assert_int_equal(p->limits.max_sandboxes, 2);
+	assert_int_equal(p->network.n_allow, 1);
+	assert_non_null(fl_config_policy(cfg, "open"));
+	assert_null(fl_config_policy(cfg, "nope"));
+	fl_config_free(cfg);
+
+	assert_int_equal(parse_config("default_policy: nope\n", &cfg, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "default_policy 'nope' is not defined"));
+	assert_int_equal(parse_config("policies:\n  a:\n    limits:\n      max_vcpus: x\n", &cfg, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "t.yaml:3: policies.a: limits.max_vcpus"));
+	assert_int_equal(parse_config("policies:\n  a: {}\n  a: {}\n", &cfg, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "duplicate key 'a'"));
+	assert_int_equal(parse_config("policies:\n  \"bad name\": {}\n", &cfg, &err), -EINVAL);
+	assert_int_equal(parse_config("policies:\n  a: [1]\n", &cfg, &err), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -437,6 +487,7 @@ int main(void)
 		cmocka_unit_test(test_paths),
 		cmocka_unit_test(test_net),
 		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_config_section),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
