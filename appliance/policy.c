@@ -424,7 +424,8 @@ static void read_word(P *p, Word *w, Cmd *c, unsigned depth)
 			else if (!(w->flags & WF_ASSIGN) && !is_name_char(ch, w->len == 0) &&
 				 !(ch == '+' && p->i < p->len && p->s[p->i] == '='))
 				w->assign_possible = false;
-			if (ch == '*' || ch == '?' || ch == '[')
+			/* globs, and bash's brace expansion ({rm,x} runs "rm x") */
+			if (ch == '*' || ch == '?' || ch == '[' || ch == '{')
 				w->flags |= WF_GLOB;
 			word_put(p, w, ch);
 		}
@@ -687,6 +688,8 @@ static void resolve(P *p, char **argv, const unsigned char *wf, size_t argc, boo
 			i++;
 			break;
 		}
+		if (!strcmp(a, "-") && !strcmp(base, "env"))
+			continue; /* "env -" is env -i */
 		if (a[0] == '-' && a[1]) {
 			if (!strcmp(base, "command") && (strchr(a, 'v') || strchr(a, 'V')))
 				return; /* command -v only looks the name up */

@@ -172,6 +172,18 @@ static void test_deny_table(void **state)
 		{"env -S 'rm x'", D},
 		{"time rm x", D},
 		{"! rm x", D},
+		{"env - rm x", D},
+		{"{rm,x}", D},
+		{"rm${IFS}-rf /", D},
+		{"ls;rm x", D},
+		{"ls&&rm x", D},
+		{"ls|rm x", D},
+		{"./rm x", D},
+		{"nice -10 rm x", D},
+		{"xargs -n1 rm", D},
+		{"echo / | xargs -0 rm -rf", D},
+		{"{ ls; }", A},
+		{"command -v rm", A},
 	};
 	run_table(DENY_POLICY, cases, sizeof(cases) / sizeof(cases[0]));
 }
