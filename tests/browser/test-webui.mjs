@@ -88,7 +88,8 @@ test('commands: run one from the UI, history shows output and exit code', async 
 	await page.getByRole('button', { name: 'Run', exact: true }).click();
 	const item = page.locator('details.cmd', { hasText: word }).first();
 	await item.waitFor({ timeout: 30000 });
-	assert((await item.locator('.badge').innerText()) === 'exit 3', 'exit code 3 shown');
+	const code = await item.locator('summary .badge').innerText();
+	assert(code === 'exit 3', `exit code 3 shown (got ${JSON.stringify(code)})`);
 	await item.locator('summary').click();
 	await until(async () => (await item.locator('pre.out').first().innerText()).includes(word), 'stdout shown');
 	assert((await item.locator('pre.out.err').innerText()).includes('oops'), 'stderr shown');
@@ -199,7 +200,7 @@ test('a reviewer approves with a comment', async t => {
 	await screenshots(page, '10-approvals-pending');
 	await card.getByLabel('Comment').fill('looks right: verified diff, one config file');
 	await card.getByRole('button', { name: 'Approve' }).click();
-	await page.getByText('Approved', { exact: true }).first().waitFor();
+	await page.locator('.toast', { hasText: 'Approved' }).waitFor();
 	const a = await api(env.reviewer, 'GET', `/v1/approvals/${t.shared.approval}`);
 	assert(a.status === 200 && a.body.approval.state === 'approved', `approval state: ${JSON.stringify(a.body)}`);
 	assert(a.body.approval.comment === 'looks right: verified diff, one config file', 'comment stored');

@@ -118,6 +118,8 @@ export async function render(main, _params, query) {
 
 // One NDJSON line of an apply as text.
 function lineOf(o) {
+	if ('exit_code' in o && 'ok' in o)
+		return `\n== ${o.state || (o.ok ? 'applied' : 'failed')} (exit ${o.exit_code ?? '?'})${o.error ? `: ${o.error}` : ''}\n`;
 	if (typeof o.data === 'string') return o.data.endsWith('\n') ? o.data : o.data + '\n';
 	if (typeof o.line === 'string') return o.line + '\n';
 	if (typeof o.text === 'string') return o.text + '\n';
