@@ -29,6 +29,12 @@ export function h(spec, attrs, ...children) {
 	return el;
 }
 
+// el.append(...) that skips null/undefined/false and flattens arrays.
+export function add(el, ...children) {
+	append(el, children);
+	return el;
+}
+
 function append(el, children) {
 	for (const c of children) {
 		if (c === null || c === undefined || c === false) continue;

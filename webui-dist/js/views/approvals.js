@@ -5,7 +5,7 @@
 // (POST /v1/approvals/{id}/apply, NDJSON). Agents see the requests but no
 // decision buttons (the server refuses them anyway: 403).
 import { api, get, post, enc, can, readNdjson } from '../api.js';
-import { h, clear, loading, empty, errorBox, busy, toast, badge, fmtTime, field, confirmDialog } from '../ui.js';
+import { h, add, clear, loading, empty, errorBox, busy, toast, badge, fmtTime, field, confirmDialog } from '../ui.js';
 
 const FILTERS = [['pending', 'Pending'], ['approved', 'Approved'], ['', 'All']];
 const POLL_MS = 5000;
@@ -15,7 +15,7 @@ export async function render(main, _params, query) {
 	const filter = FILTERS.some(f => f[0] === query.get('state')) ? query.get('state') : (query.get('id') ? '' : 'pending');
 	const focusId = query.get('id');
 	const list = h('div', loading('Loading approvals…'));
-	main.append(
+	add(main,
 		h('div.pagehead', h('h1', 'Approvals'),
 			h('nav.filters', { 'aria-label': 'Filter by state' }, FILTERS.map(([v, l]) =>
 				h('a.button', { href: `#/approvals${v ? `?state=${v}` : '?state=all'}`, 'aria-current': v === filter ? 'page' : null }, l)))),
@@ -60,7 +60,7 @@ export async function render(main, _params, query) {
 			a.comment ? h('blockquote.comment', a.comment) : null);
 		if (a.state === 'pending' && can('reviewer')) li.append(decide(a));
 		if (a.state === 'approved' && can('reviewer') && a.kind !== 'question' && a.kind !== 'command') li.append(apply(a));
-		if (a.apply) li.append(h('details', h('summary', 'Last apply'), h('pre.out', { tabindex: '0' }, JSON.stringify(a.apply, null, 2))));
+		if (a.apply) add(li, h('details', h('summary', 'Last apply'), h('pre.out', { tabindex: '0' }, JSON.stringify(a.apply, null, 2))));
 		return li;
 	}
 

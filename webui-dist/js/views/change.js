@@ -5,15 +5,17 @@
 // playbook's YAML, and the rehearsal result (verified, or the residual).
 // From here an agent or reviewer asks for approval.
 import { get, post, enc, can } from '../api.js';
-import { h, clear, loading, empty, errorBox, busy, toast, badge, fmtTime, fmtBytes,
+import { h, add, clear, loading, empty, errorBox, busy, toast, badge, fmtTime, fmtBytes,
 	unifiedDiff, b64text, field } from '../ui.js';
 
 export async function render(main, [id]) {
 	let alive = true, timer = null;
 	const top = h('div', loading('Loading the change…'));
-	const body = h('div');
+	const diffSlot = h('section.diffsec', { 'aria-labelledby': 'diff-h' });
+	const pbSlot = h('section', { 'aria-labelledby': 'pb-h' });
+	const tail = h('div');
 	main.append(h('nav.crumbs', { 'aria-label': 'Breadcrumb' }, h('a', { href: '#/sandboxes' }, 'Sandboxes'), ' / '),
-		h('h1', 'Change review'), top, body);
+		h('h1', 'Change review'), top, diffSlot, pbSlot, tail);
 	let shownDiff = null, shownPlaybook = null;
 
 	async function load() {
@@ -27,21 +29,20 @@ export async function render(main, [id]) {
 		}
 		if (!alive) return;
 		clear(top, summary(chg));
+		clear(tail, rehearsal(chg), chg.state !== 'running' && chg.playbook && chg.diff_id ? askApproval(chg) : null);
 		if (chg.diff_id && shownDiff !== chg.diff_id) {
 			shownDiff = chg.diff_id;
-			const slot = h('section.diffsec', { 'aria-labelledby': 'diff-h' }, h('h2#diff-h', 'What changed'), loading('Loading the diff…'));
-			body.prepend(slot);
+			clear(diffSlot, h('h2#diff-h', 'What changed'), loading('Loading the diff…'));
 			get(`/v1/sandboxes/${enc(chg.sandbox_id)}/diffs/${enc(chg.diff_id)}`)
-				.then(r => { if (alive) clear(slot, h('h2#diff-h', 'What changed'), diffView(r.diff)); })
-				.catch(e => { if (alive) clear(slot, h('h2#diff-h', 'What changed'), errorBox(e)); });
+				.then(r => { if (alive) clear(diffSlot, h('h2#diff-h', 'What changed'), diffView(r.diff)); })
+				.catch(e => { if (alive) clear(diffSlot, h('h2#diff-h', 'What changed'), errorBox(e)); });
 		}
 		if (chg.playbook && shownPlaybook !== chg.playbook && chg.stage !== 'diff' && chg.stage !== 'queued' && chg.stage !== 'playbook') {
 			shownPlaybook = chg.playbook;
-			const slot = h('section', { 'aria-labelledby': 'pb-h' }, h('h2#pb-h', 'Playbook'), loading('Loading the playbook…'));
-			body.append(slot);
+			clear(pbSlot, h('h2#pb-h', 'Playbook'), loading('Loading the playbook…'));
 			get(`/v1/ansible/playbooks/${enc(chg.playbook)}/export`)
-				.then(r => { if (alive) clear(slot, h('h2#pb-h', 'Playbook ', h('span.sub.mono', chg.playbook)), h('pre.yaml', { tabindex: '0' }, r.yaml || '')); })
-				.catch(e => { if (alive) clear(slot, h('h2#pb-h', 'Playbook'), errorBox(e)); });
+				.then(r => { if (alive) clear(pbSlot, h('h2#pb-h', 'Playbook ', h('span.sub.mono', chg.playbook)), h('pre.yaml', { tabindex: '0' }, r.yaml || '')); })
+				.catch(e => { if (alive) clear(pbSlot, h('h2#pb-h', 'Playbook'), errorBox(e)); });
 		}
 		if (chg.state === 'running') timer = setTimeout(load, 1500);
 	}
@@ -61,8 +62,6 @@ function summary(c) {
 			h('div', h('dt', 'Change id'), h('dd.mono', c.id))),
 	];
 	if (c.error) out.push(h('div.state.error', { role: 'alert' }, h('p', h('strong', 'The job failed: '), c.error)));
-	out.push(rehearsal(c));
-	if (c.state !== 'running' && c.playbook && c.diff_id) out.push(askApproval(c));
 	return out;
 }
 

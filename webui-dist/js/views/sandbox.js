@@ -3,7 +3,7 @@
 // sandbox's event stream (GET /v1/sandboxes/{id}/stream), and tabs:
 // terminal, commands, files, snapshots, changes.
 import { get, post, del, api, enc, wsUrl, session } from '../api.js';
-import { h, clear, loading, empty, errorBox, busy, toast, confirmDialog, field, badge,
+import { h, add, clear, loading, empty, errorBox, busy, toast, confirmDialog, field, badge,
 	fmtAge, fmtTime, fmtBytes, ttlLeft, fmtDuration } from '../ui.js';
 import { openTerminal } from './terminal.js';
 
@@ -146,7 +146,7 @@ async function tabCommands(panel, ctx) {
 	const cmd = h('input', { name: 'command', placeholder: 'e.g. uname -a', autocomplete: 'off', required: true });
 	const btn = h('button.primary', { type: 'submit' }, 'Run');
 	const running = ctx.sandbox.state === 'RUNNING';
-	panel.append(
+	add(panel,
 		h('h2.visually-hidden', 'Commands'),
 		running ? h('form.inlineform', {
 			onsubmit: ev => {
@@ -210,7 +210,7 @@ function tabFiles(panel, ctx) {
 		panel.append(empty(`The sandbox is ${ctx.sandbox.state}: files need it running.`));
 		return;
 	}
-	panel.append(
+	add(panel,
 		h('h2.visually-hidden', 'Files'),
 		h('form.inlineform', { onsubmit: ev => { ev.preventDefault(); go(pathIn.value.trim() || '/'); } },
 			field('Directory', pathIn), h('button', { type: 'submit' }, 'Open')),
@@ -296,7 +296,7 @@ async function tabSnapshots(panel, ctx) {
 	const memory = h('input', { type: 'checkbox', name: 'memory' });
 	const btn = h('button.primary', { type: 'submit' }, 'Take snapshot');
 	const running = ctx.sandbox.state === 'RUNNING';
-	panel.append(
+	add(panel,
 		h('h2.visually-hidden', 'Snapshots'),
 		running ? h('form.inlineform', {
 			onsubmit: ev => {
