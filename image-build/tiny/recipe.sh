@@ -60,16 +60,16 @@ tmux_inputs() {
 # install_tmux ROOTFS: copies tmux and what it needs, at the host's paths
 # (the dynamic loader's default search path covers /lib/x86_64-linux-gnu).
 install_tmux() {
-	local rfs=$1 f dst
+	local rfs=$1 f dst bin
+	bin=$(readlink -f "$(command -v tmux)")
 	tmux_files | while read -r f; do
-		case $f in
-		*/tmux) dst=/usr/bin/tmux ;;
-		*) dst=$f ;;
-		esac
+		dst=$f
+		[ "$f" = "$bin" ] && dst=/usr/bin/tmux
 		mkdir -p "$rfs$(dirname "$dst")"
 		cp -L "$f" "$rfs$dst"
 	done
 	chmod 755 "$rfs/usr/bin/tmux"
+	cmp -s "$bin" "$rfs/usr/bin/tmux" || die "tiny: /usr/bin/tmux is not the host's tmux"
 }
 
 # recipe_build OUT HASH: builds vmlinuz, initrd.img, disk.qcow2, image.json in OUT.
