@@ -849,10 +849,12 @@ static int prepare(const char *dir, const char *cm, Rendered *pb, const FlHostCo
 static int run_ansible(Apply *a, const char *dir, bool check, int *ret_status, bool *ret_timeout,
 		       FlError *err)
 {
-	char cfg[4200], tmpd[4200], home[4200];
-	snprintf(cfg, sizeof(cfg), "ANSIBLE_CONFIG=%s/ansible.cfg", dir);
-	snprintf(tmpd, sizeof(tmpd), "ANSIBLE_LOCAL_TEMP=%s/tmp", dir);
-	snprintf(home, sizeof(home), "ANSIBLE_HOME=%s/home", dir);
+	/* civetweb worker stacks are ~100 KiB: big buffers live on the heap */
+	_cleanup_free_ char *cfg = NULL, *tmpd = NULL, *home = NULL, *buf = malloc(65536);
+	if (!buf || asprintf(&cfg, "ANSIBLE_CONFIG=%s/ansible.cfg", dir) < 0 ||
+	    asprintf(&tmpd, "ANSIBLE_LOCAL_TEMP=%s/tmp", dir) < 0 ||
+	    asprintf(&home, "ANSIBLE_HOME=%s/home", dir) < 0)
+		return fl_error_set(err, -ENOMEM, "out of memory");
 	size_t ne = 0;
 	for (char **v = environ; *v; v++)
 		ne++;
@@ -904,7 +906,6 @@ static int run_ansible(Apply *a, const char *dir, bool check, int *ret_status, b
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	uint64_t deadline = mono_ms() + APPLY_TIMEOUT_MS;
 	bool timed_out = false, exited = false, eof = false;
-	char buf[65536];
 	while (!eof) {
 		uint64_t now = mono_ms();
 		if (now >= deadline) {
@@ -921,7 +922,7 @@ static int run_ansible(Apply *a, const char *dir, bool check, int *ret_status, b
 		if (pr == 0 && exited)
 			break; /* exited and nothing more to read now */
 		if (p[0].revents) {
-			ssize_t n = read(rd, buf, sizeof(buf));
+			ssize_t n = read(rd, buf, 65536);
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
@@ -978,13 +979,16 @@ static struct json_object *apply_run(Apply *a, const char *id, Rendered *pb,
 	_cleanup_free_ char *tail = fl_approval_text_clean(a->tail, a->tail_len, a->tail_len);
 	struct json_object *recap = fl_approval_recap_parse(a->tail, a->tail_len);
 	bool ok = r >= 0 && status == 0 && (size_t)json_object_object_length(recap) == nh;
+	char unreach[512] = "";
 	json_object_object_foreach(recap, hn, hv)
 	{
-		(void)hn;
 		struct json_object *f = json_object_object_get(hv, "failed"),
 				   *u = json_object_object_get(hv, "unreachable");
 		if ((f && json_object_get_int(f)) || (u && json_object_get_int(u)))
 			ok = false;
+		size_t ul = strlen(unreach);
+		if (u && json_object_get_int(u) && ul + strlen(hn) + 3 < sizeof(unreach))
+			snprintf(unreach + ul, sizeof(unreach) - ul, "%s%s", ul ? ", " : "", hn);
 	}
 	json_object_object_add(res, "exit_code", status >= 0 ? json_object_new_int(status) : NULL);
 	json_object_object_add(res, "ok", json_object_new_boolean(ok));
@@ -1000,7 +1004,10 @@ static struct json_object *apply_run(Apply *a, const char *id, Rendered *pb,
 		error = "ansible-playbook timed out and was killed";
 	else if (a->hostkey_failed)
 		error = "host key verification failed: the host's key is not the one in its known_hosts file";
-	else if (!ok) {
+	else if (unreach[0]) {
+		snprintf(ebuf, sizeof(ebuf), "unreachable over SSH: %s", unreach);
+		error = ebuf;
+	} else if (!ok) {
 		snprintf(ebuf, sizeof(ebuf), "ansible-playbook exited %d%s", status,
 			 (size_t)json_object_object_length(recap) < nh ? " (not every host has a recap)" : "");
 		error = ebuf;
@@ -1060,10 +1067,6 @@ static int post_apply(FlHttpReq *req)
 	if (!pbname || !want)
 		return fl_http_fail(req, -EBUSY, "approval %s has no playbook to apply (kind %s)", id,
 				    jstr(cur, "kind") ? jstr(cur, "kind") : "?");
-	const FlHostConfig *hosts[MAX_APPLY_HOSTS];
-	size_t nh = 0;
-	if ((r = pick_hosts(req, names, hosts, &nh)) < 0)
-		return r;
 	/* the playbook must still be, byte for byte, what the reviewer approved */
 	if ((r = render(req->app->db, pbname, &pb, &err)) < 0)
 		return fl_api_fail(req, r == -ENOENT ? -EBUSY : r, &err);
@@ -1079,6 +1082,10 @@ static int post_apply(FlHttpReq *req)
 		return fl_http_fail(req, -EBUSY, "playbook %s changed after approval (approved sha256 %.12s…, "
 						 "now %.12s…): ask for a new approval", pbname, want, pb.sha);
 	}
+	const FlHostConfig *hosts[MAX_APPLY_HOSTS];
+	size_t nh = 0;
+	if ((r = pick_hosts(req, names, hosts, &nh)) < 0)
+		return r;
 	pthread_once(&w_once, w_init);
 	pthread_mutex_lock(&W.mu);
 	bool busy = W.applies >= MAX_APPLIES || W.stopping;
