@@ -13,7 +13,9 @@
  * allowed prefix is denied; the transfer then uses the resolved path.
  * A guest that swaps a path component between the check and the transfer
  * (root inside the VM can) wins that race: the VM is the isolation
- * boundary, path rules catch mistakes and make intent visible.
+ * boundary, path rules catch mistakes and make intent visible. Bind
+ * mounts at or below an allowed prefix (which need no symlink) are found
+ * in the agent's /proc/self/mountinfo: a path that crosses one is denied.
  *
  * Sandboxes per token: creates of one token are counted as live sandboxes
  * it created (engine list x creator records) plus creates in flight,
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "api-policies.h"
 #include "approvals.h"
@@ -344,6 +347,156 @@ static int guest_realpath(FlHttpReq *req, const char *sandbox_id, const char *no
 	return 0;
 }
 
+/* ---- mounts ------------------------------------------------------------------------ */
+
+#define MOUNTINFO_MAX (512u * 1024)
+
+static int read_full_fd(int fd, void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return off ? -EPROTO : 0;
+		off += (size_t)n;
+	}
+	return 1;
+}
+
+/* The agent's /proc/self/mountinfo (at most MOUNTINFO_MAX bytes, NUL-terminated). */
+static int guest_mountinfo(FlHttpReq *req, const char *sandbox_id, char **ret)
+{
+	FlError err = {0};
+	FlStream *st = NULL;
+	struct json_object *args = json_object_new_object();
+	json_object_object_add(args, "path", json_object_new_string("/proc/self/mountinfo"));
+	FlStreamSpec ss = {.op = "file_read", .args = args, .timeout_ms = 30000};
+	int r = fl_engine_stream_open(fl_api_engine(req), sandbox_id, &ss, &st, &err);
+	if (r < 0)
+		return fl_api_fail(req, r, &err);
+	_cleanup_free_ char *buf = malloc(MOUNTINFO_MAX + 1);
+	_cleanup_free_ char *chunk = malloc(1u << 20);
+	size_t len = 0;
+	bool bad = !buf || !chunk;
+	unsigned char hdr[5];
+	while (!bad && read_full_fd(fl_stream_out_fd(st), hdr, 5) > 0) {
+		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
+		if (n > (1u << 20) || read_full_fd(fl_stream_out_fd(st), chunk, n) <= 0 ||
+		    (hdr[0] == 1 && len + n > MOUNTINFO_MAX)) {
+			bad = true;
+			break;
+		}
+		if (hdr[0] == 1) {
+			memcpy(buf + len, chunk, n);
+			len += n;
+		}
+	}
+	if (bad)
+		fl_stream_cancel(st);
+	r = fl_stream_finish(st, NULL, &err);
+	if (bad)
+		return fl_http_fail(req, -EPROTO, "the guest's mount table is too large or malformed");
+	if (r < 0)
+		return fl_api_fail(req, r, &err);
+	buf[len] = 0;
+	*ret = TAKE_PTR(buf);
+	return 0;
+}
+
+/* Decodes mountinfo's octal escapes (\040) in place. */
+static void unescape_octal(char *s)
+{
+	char *o = s;
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = 0;
+}
+
+static bool path_under(const char *path, const char *prefix)
+{
+	size_t l = strlen(prefix);
+	if (!strcmp(prefix, "/"))
+		return true;
+	return !strncmp(path, prefix, l) && (path[l] == 0 || path[l] == '/');
+}
+
+typedef struct Mount {
+	char *point, *root, *dev;
+} Mount;
+
+/*
+ * Bind mounts at or below an allowed prefix can put any directory there
+ * (mount --bind / /tmp/work/x) without a symlink. A mount is suspect when
+ * it mounts a subtree (root field not "/") or its filesystem is mounted
+ * elsewhere too (same major:minor). The access is allowed through a
+ * prefix only if no suspect mount lies between that prefix and the path.
+ * Returns true when allowed; *ret_mount names the mount otherwise.
+ */
+static bool mounts_ok(char *info, const FlPolicy *p, const char *rp, bool write, char *ret_mount,
+		      size_t mlen)
+{
+	enum { MAX_MOUNTS = 4096 };
+	_cleanup_free_ Mount *m = calloc(MAX_MOUNTS, sizeof(*m)); /* worker stacks are small */
+	size_t n = 0;
+	if (!m) {
+		snprintf(ret_mount, mlen, "(out of memory)");
+		return false;
+	}
+	for (char *save = NULL, *line = strtok_r(info, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (n == MAX_MOUNTS) { /* fail closed: a hidden mount could be past the cap */
+			snprintf(ret_mount, mlen, "(more than %d mounts)", MAX_MOUNTS);
+			return false;
+		}
+		char *f[6] = {0}, *s2 = NULL;
+		size_t k = 0;
+		for (char *t = strtok_r(line, " ", &s2); t && k < 6; t = strtok_r(NULL, " ", &s2))
+			f[k++] = t;
+		if (k < 5)
+			continue;
+		unescape_octal(f[3]);
+		unescape_octal(f[4]);
+		m[n++] = (Mount){.point = f[4], .root = f[3], .dev = f[2]};
+	}
+	const FlPolicyRules *lists[2] = {&p->files.write, write ? NULL : &p->files.read};
+	bool any_ok = false;
+	ret_mount[0] = 0;
+	for (int l = 0; l < 2 && !any_ok; l++) {
+		for (size_t i = 0; lists[l] && i < lists[l]->n && !any_ok; i++) {
+			const char *pre = lists[l]->v[i];
+			if (!path_under(rp, pre))
+				continue;
+			bool suspect = false;
+			for (size_t j = 0; j < n && !suspect; j++) {
+				if (!path_under(m[j].point, pre) || !path_under(rp, m[j].point) ||
+				    !strcmp(m[j].point, "/"))
+					continue;
+				bool shared = false;
+				for (size_t q = 0; q < n; q++)
+					if (q != j && !strcmp(m[q].dev, m[j].dev))
+						shared = true;
+				if (strcmp(m[j].root, "/") || shared) {
+					suspect = true;
+					snprintf(ret_mount, mlen, "%s", m[j].point);
+				}
+			}
+			any_ok = !suspect;
+		}
+	}
+	return any_ok;
+}
+
 int fl_api_policy_path(FlHttpReq *req, const char *sandbox_id, const char *path, bool write,
 		       char *real, size_t len, const FlPolicy **ret_policy)
 {
@@ -382,6 +535,17 @@ int fl_api_policy_path(FlHttpReq *req, const char *sandbox_id, const char *path,
 		json_object_object_add(det, "rule", json_object_new_string(by));
 		audit_decision(req, "policy.file", sandbox_id, 403, det);
 		return deny(req, det, "path resolves to %s, outside the policy's %s prefixes", rp, by);
+	}
+	_cleanup_free_ char *info = NULL;
+	char mnt[PATH_MAX];
+	if ((r = guest_mountinfo(req, sandbox_id, &info)) < 0)
+		return r;
+	if (!mounts_ok(info, ref.policy, rp, write, mnt, sizeof(mnt))) {
+		json_object_object_add(det, "decision", json_object_new_string("deny"));
+		json_object_object_add(det, "rule", json_object_new_string("bind mount"));
+		json_object_object_add(det, "mount", json_object_new_string(mnt));
+		audit_decision(req, "policy.file", sandbox_id, 403, det);
+		return deny(req, det, "path %s crosses the bind mount %s inside an allowed prefix", rp, mnt);
 	}
 	json_object_object_add(det, "decision", json_object_new_string("allow"));
 	if ((r = audit_decision(req, "policy.file", sandbox_id, 0, det)) < 0)

@@ -12,7 +12,8 @@
 #    kept per command capped
 #  - path rules: outside prefixes 403; ".." 400; a symlink created in the
 #    guest that leads out of an allowed prefix 403 (absolute and relative);
-#    a symlink into a read-only prefix: read ok, write 403
+#    a symlink into a read-only prefix: read ok, write 403; bind mounts of
+#    /root and / inside an allowed prefix 403
 #  - file size: upload over the limit 413 (announced and chunked), nothing
 #    written; download of a larger file 413
 #  - an approval rule: the command waits, a reviewer approves through the
@@ -257,6 +258,16 @@ code=$(curl -sS -H "Authorization: Bearer $AG" -o "$T/resp" -w '%{http_code}' -X
 check "delete through the symlink -> 403" test "$code" = 403
 run "$AG" "$SB" 'ls /root/planted /tmp/other.txt /tmp/planted 2>&1; ls /tmp/work/b.txt'
 check "nothing denied was written in the guest" jtrue '"/tmp/work/b.txt" in d["command"]["stdout"] and d["command"]["stdout"].count("No such file") == 3' <<<"$body"
+run "$AG" "$SB" 'mkdir -p /tmp/work/bm /tmp/work/all /root/inner && mount --bind /root /tmp/work/bm && mount --bind / /tmp/work/all && echo mounted'
+check "bind mounts made in the guest ($body)" jtrue 'd["command"]["stdout"] == "mounted\n"' <<<"$body"
+put /tmp/work/bm/planted "$T/small"
+check "write through a bind mount of /root inside the prefix -> 403 ($body)" jtrue 'd["code"] == 403 and d["details"]["rule"] == "bind mount" and d["details"]["mount"] == "/tmp/work/bm"' <<<"$body"
+get /tmp/work/all/root/.profile
+check "read through a bind mount of / inside a read prefix -> 403" test "$code" = 403
+put /tmp/work/c.txt "$T/small"
+check "a path beside the bind mounts is still fine -> 201" test "$code" = 201
+run "$AG" "$SB" 'umount /tmp/work/bm /tmp/work/all; ls /root/planted 2>&1'
+check "nothing was written through the bind mount" jtrue '"No such file" in d["command"]["stdout"]' <<<"$body"
 head -c 5000 /dev/zero >"$T/big"
 put /tmp/work/big "$T/big"
 check "upload over max_file_bytes -> 413" test "$code" = 413
