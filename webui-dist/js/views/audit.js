@@ -46,8 +46,7 @@ export async function render(main, _params, query) {
 		try {
 			const r = await get(`/v1/audit?${q}`);
 			const ev = (r.events || []).slice().reverse();
-			clear(list, ev.length ? h('table.data.audit',
-				h('caption.sub', `${ev.length} event(s), newest first`),
+			clear(list, ev.length ? h('div.tablewrap', h('p.sub', `${ev.length} event(s), newest first`), h('table.data.audit',
 				h('thead', h('tr', ['#', 'Time', 'Actor', 'Action', 'Sandbox', 'Status', 'Details'].map(t => h('th', { scope: 'col' }, t)))),
 				h('tbody', ev.map(e => h('tr',
 					h('td.mono.nowrap', { 'data-label': '#' }, String(e.id)),
@@ -56,7 +55,7 @@ export async function render(main, _params, query) {
 					h('td.mono.nowrap', { 'data-label': 'Action' }, e.action),
 					h('td.mono', { 'data-label': 'Sandbox' }, e.sandbox_id ? h('a', { href: `#/sandboxes/${enc(e.sandbox_id)}` }, e.sandbox_id) : '—'),
 					h('td', { 'data-label': 'Status' }, e.status ? String(e.status) : '—'),
-					h('td', { 'data-label': 'Details' }, details(e.details)))))) :
+					h('td', { 'data-label': 'Details' }, details(e.details))))))) :
 				empty('No audit events match these filters.'));
 		} catch (e) {
 			clear(list, errorBox(e, load));

@@ -160,6 +160,7 @@ async function tabCommands(panel, ctx) {
 		}, field('Run a command (as root, through the guest agent)', cmd), btn) : null,
 		list);
 	let timer = null;
+	const openIds = new Set(); // expanded entries stay expanded across refreshes
 	async function load() {
 		try {
 			const r = await get(`/v1/sandboxes/${enc(ctx.id)}/commands?limit=200`);
@@ -167,7 +168,7 @@ async function tabCommands(panel, ctx) {
 			const cmds = (r.commands || []).slice().reverse();
 			clear(list, cmds.length ? h('div.cmdlist',
 				h('p.sub', `${r.total ?? cmds.length} command(s), newest first.`),
-				cmds.map(commandItem)) : empty('No commands have run in this sandbox yet.'));
+				cmds.map(c => commandItem(c, openIds))) : empty('No commands have run in this sandbox yet.'));
 		} catch (e) {
 			if (ctx.alive) clear(list, errorBox(e, load));
 		}
@@ -182,18 +183,20 @@ async function tabCommands(panel, ctx) {
 	});
 }
 
-function commandItem(c) {
+function commandItem(c, openIds) {
 	const code = c.exit_code === null || c.exit_code === undefined ?
 		(c.ended_at ? badge(c.signal ? `signal ${c.signal}` : 'error', 'error') : badge('running')) :
 		badge(`exit ${c.exit_code}`, c.exit_code === 0 ? 'ok' : 'fail');
 	const dur = c.started_at && c.ended_at ? (new Date(c.ended_at) - new Date(c.started_at)) / 1000 : null;
-	return h('details.cmd',
+	const d = h('details.cmd', { open: openIds.has(c.id), dataset: { id: c.id } },
 		h('summary', h('code.cmdline', c.command), ' ', code,
 			h('span.sub', ` ${fmtTime(c.started_at)}${dur !== null ? ` · ${dur < 1 ? `${Math.round(dur * 1000)} ms` : fmtDuration(dur)}` : ''}`)),
 		c.stdout ? [h('h3', 'stdout', c.stdout_truncated ? ' (truncated)' : ''), h('pre.out', { tabindex: '0' }, c.stdout)] : null,
 		c.stderr ? [h('h3', 'stderr', c.stderr_truncated ? ' (truncated)' : ''), h('pre.out.err', { tabindex: '0' }, c.stderr)] : null,
 		!c.stdout && !c.stderr ? h('p.sub', 'No output.') : null,
 		c.error ? h('p.error', c.error) : null);
+	d.addEventListener('toggle', () => { if (d.open) openIds.add(c.id); else openIds.delete(c.id); });
+	return d;
 }
 
 /* ---- Files --------------------------------------------------------------- */
