@@ -7,10 +7,10 @@
 // {"type":"resize","cols","rows"}. Watch mode attaches read-only to the
 // sandbox's tmux session, so a human sees what the agent types live;
 // "Take over" reconnects in control mode.
-import { enc, wsUrl } from '../api.js';
+import { enc, wsUrl, get } from '../api.js';
 import { h, clear } from '../ui.js';
 
-const SESSION = 'fluid';
+const DEFAULT_SESSION = 'fluid';
 
 export function openTerminal(panel, ctx) {
 	const Terminal = window.Terminal;
@@ -19,7 +19,14 @@ export function openTerminal(panel, ctx) {
 		panel.append(h('div.state.error', { role: 'alert' }, 'The terminal component (xterm.js) did not load: run `make` to vendor it into webui-dist/vendor/.'));
 		return;
 	}
-	let mode = 'watch', ws = null, closedByUs = false;
+	let mode = 'watch', ws = null, closedByUs = false, session = DEFAULT_SESSION;
+	const sessSel = h('select.termsession', h('option', { value: DEFAULT_SESSION }, DEFAULT_SESSION));
+	sessSel.addEventListener('change', () => { session = sessSel.value; connect(); });
+	// The sandbox's tmux sessions (GET .../tmux/sessions); 'fluid' is the default one.
+	get(`/v1/sandboxes/${enc(ctx.id)}/tmux/sessions`).then(r => {
+		const names = new Set([DEFAULT_SESSION, ...(r.sessions || []).map(x => x.name)]);
+		clear(sessSel, [...names].map(n => h('option', { value: n, selected: n === session }, n)));
+	}).catch(() => { /* the default session is always offered */ });
 	const status = h('span.termstatus', { role: 'status', 'aria-live': 'polite' }, 'Connecting…');
 	const modeLabel = h('span.badge.b-info.termmode');
 	const toggle = h('button', { type: 'button' });
@@ -28,7 +35,7 @@ export function openTerminal(panel, ctx) {
 	const hint = h('p.sub.termhint');
 	panel.append(
 		h('h2.visually-hidden', 'Terminal'),
-		h('div.termbar', modeLabel, status, h('span.spacer'), reconnect, toggle),
+		h('div.termbar', modeLabel, status, h('span.spacer'), h('label.inline', 'session ', sessSel), reconnect, toggle),
 		screen, hint);
 
 	const term = new Terminal({
@@ -38,6 +45,14 @@ export function openTerminal(panel, ctx) {
 		fontSize: 14,
 		scrollback: 5000,
 		theme: { background: '#0d1117', foreground: '#e6edf3', cursor: '#58a6ff' },
+	});
+	// The terminal takes every key, Tab included: F6 leaves it (no keyboard trap).
+	term.attachCustomKeyEventHandler(e => {
+		if (e.key === 'F6') {
+			if (e.type === 'keydown') { e.preventDefault(); toggle.focus(); }
+			return false;
+		}
+		return true;
 	});
 	const fit = new FitAddon();
 	term.loadAddon(fit);
@@ -58,7 +73,7 @@ export function openTerminal(panel, ctx) {
 		modeLabel.className = `badge termmode ${m === 'control' ? 'b-warn' : 'b-info'}`;
 		toggle.textContent = m === 'control' ? 'Back to watching' : 'Take over';
 		hint.textContent = m === 'control' ?
-			'You are typing into the sandbox\'s tmux session (the agent sees it too). Keys go to the terminal while it has focus; press Tab elsewhere to leave.' :
+			'You are typing into the sandbox\'s tmux session (the agent sees it too). Keys (Tab included) go to the terminal while it has focus; F6 moves the focus out of it.' :
 			'Read-only view of the sandbox\'s tmux session: keys sent by the agent appear here live. Take over to type.';
 	}
 	toggle.addEventListener('click', () => {
@@ -74,7 +89,7 @@ export function openTerminal(panel, ctx) {
 		status.textContent = 'Connecting…';
 		doFit();
 		const sock = new WebSocket(wsUrl(`/v1/sandboxes/${enc(ctx.id)}/terminal`,
-			{ mode, session: SESSION, cols: term.cols, rows: term.rows }));
+			{ mode, session, cols: term.cols, rows: term.rows }));
 		sock.binaryType = 'arraybuffer';
 		ws = sock;
 		let opened = false;
