@@ -159,6 +159,8 @@ out=$(FLUID_URL=$URL FLUID_TOKEN=$ADMIN "$FLUID" policy token "$AGID" 2>&1)
 check "fluid policy token ID ($out)" grep -q 'guarded' <<<"$out"
 out=$(FLUID_URL=$URL FLUID_TOKEN=$AG "$FLUID" policy list 2>&1)
 check "fluid policy list" grep -q '^guarded' <<<"$out"
+out=$(FLUID_URL=$URL FLUID_TOKEN=$AG "$FLUID" policy show guarded 2>&1)
+check "fluid policy show guarded" grep -q 'deny .*rm, shutdown' <<<"$out"
 
 # ---- sandbox limits ----------------------------------------------------------------------
 n_before=$(pgrep -fc "qemu-system.*$T/state")
@@ -342,6 +344,8 @@ check "the sandbox's network is allowlist" jtrue 'd["sandbox"]["network"] == "al
 [ -n "$NSB" ] || { echo "$pass passed, $((fail + 2)) failed"; exit 1; }
 run "$NET" "$NSB" "nc -w 5 10.0.2.2 $P1 </dev/null"
 check "the listed destination is reachable ($body)" jtrue '"hello-allowed" in d["command"]["stdout"]' <<<"$body"
+check "from the host, the other server answers (so the next check can fail)" \
+	grep -q hello-other < <(python3 -c 'import socket,sys; print(socket.create_connection(("127.0.0.1", int(sys.argv[1])), 5).recv(64).decode())' "$P2")
 run "$NET" "$NSB" "nc -w 5 10.0.2.2 $P2 </dev/null; echo rc=\$?"
 check "another port is not ($body)" jtrue '"hello-other" not in d["command"]["stdout"]' <<<"$body"
 
