@@ -22,7 +22,9 @@
  * the first 64 KiB of each, the sizes and the hashes. Records go to
  * PostgreSQL when the database service is running (app->db), else to
  * <cid>.json next to the output. Output chunks are also published as live
- * events (command.start/output/end).
+ * events (command.start/output/end). Before anything reaches the guest the
+ * sandbox's safety policy decides (api-policies.h: deny 403, approval waits
+ * for a reviewer) and bounds the timeout and the output kept.
  */
 #include <errno.h>
 #include <fcntl.h>

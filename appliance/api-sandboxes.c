@@ -17,7 +17,9 @@
  * fluid.sh shapes built by engine-service.c. With a database, a mutating
  * call first checks it is reachable (503 otherwise, nothing done), and
  * the sandbox's mirror row plus an audit row are written after the
- * engine acted. {id} accepts a sandbox id or its name.
+ * engine acted. {id} accepts a sandbox id or its name. A create first
+ * passes the caller's safety policy (api-policies.h: vcpus, memory, ttl,
+ * network egress, sandboxes per token).
  */
 #include <errno.h>
 #include <stdio.h>
