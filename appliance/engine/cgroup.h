@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include "engine.h"
 #include "error.h"
 
 typedef enum FlCgroupMode { FL_CGROUP_NONE, FL_CGROUP_V1, FL_CGROUP_V2 } FlCgroupMode;
@@ -22,5 +23,15 @@ const char *fl_cgroup_mode_name(void);
 int fl_cgroup_add(const char *id, pid_t pid, const FlCgroupLimits *lim, FlError *err);
 /* Removes the (empty) group; the process must have exited. */
 void fl_cgroup_remove(const char *id);
+
+/*
+ * egress.c: restricts the outbound connections of pid (the sandbox's QEMU)
+ * to allow (network "allowlist"); the filter stays attached to the
+ * sandbox's cgroup v2 group until fl_egress_remove() after the process
+ * exited.
+ */
+int fl_egress_restrict(const char *id, pid_t pid, const FlNetAllow *allow, size_t n_allow,
+		       FlError *err);
+void fl_egress_remove(const char *id);
 
 #endif

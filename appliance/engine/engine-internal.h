@@ -59,7 +59,9 @@ typedef struct Sandbox {
 	char name[FL_NAME_MAX + 1];
 	char agent_id[129], job_id[129];
 	char base_image[FL_NAME_MAX + 1];
-	char network[8];
+	char network[16];               /* "nat", "none", "allowlist" */
+	FlNetAllow net_allow[FL_NET_ALLOW_MAX]; /* "allowlist" */
+	size_t n_net_allow;
 	char boot[8];                  /* "clone" or "cold" */
 	char template_dir[512];        /* template used by a clone, "" if cold */
 	SbState state;
@@ -90,7 +92,7 @@ typedef struct Sandbox {
 typedef struct PoolKey {
 	char key[160];
 	char image[FL_NAME_MAX + 1];
-	char network[8];
+	char network[16];
 	unsigned memory_mb, vcpus;
 	unsigned building;
 	int64_t retry_at;              /* after a failed build: back off */

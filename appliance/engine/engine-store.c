@@ -99,6 +99,15 @@ struct json_object *sb_to_json(const Sandbox *sb, bool internal)
 	json_object_object_add(o, "job_id", json_object_new_string(sb->job_id));
 	json_object_object_add(o, "base_image", json_object_new_string(sb->base_image));
 	json_object_object_add(o, "network", json_object_new_string(sb->network));
+	if (!strcmp(sb->network, "allowlist")) {
+		struct json_object *a = json_object_new_array();
+		for (size_t i = 0; i < sb->n_net_allow; i++) {
+			char buf[48];
+			fl_net_allow_format(&sb->net_allow[i], buf, sizeof(buf));
+			json_object_array_add(a, json_object_new_string(buf));
+		}
+		json_object_object_add(o, "net_allow", a);
+	}
 	json_object_object_add(o, "boot", json_object_new_string(sb->boot));
 	json_object_object_add(o, "state", json_object_new_string(sb_state_name(sb->state)));
 	json_object_object_add(o, "vcpus", json_object_new_int((int)sb->vcpus));
@@ -164,6 +173,18 @@ int sb_from_json(struct json_object *o, Sandbox *sb, FlError *err)
 	r |= get_str(o, "pending_layer", sb->pending_layer, sizeof(sb->pending_layer), false);
 	if (r || sb_state_parse(state, &sb->state) < 0 || !fl_name_valid(sb->id, FL_ID_LEN, false))
 		return fl_error_set(err, -EINVAL, "malformed sandbox record");
+	struct json_object *allow;
+	if (json_object_object_get_ex(o, "net_allow", &allow)) {
+		size_t n = json_object_is_type(allow, json_type_array) ? json_object_array_length(allow) : SIZE_MAX;
+		if (n > FL_NET_ALLOW_MAX)
+			return fl_error_set(err, -EINVAL, "malformed sandbox record (net_allow)");
+		for (size_t i = 0; i < n; i++) {
+			const char *v = json_object_get_string(json_object_array_get_idx(allow, i));
+			if (!v || fl_net_allow_parse(v, &sb->net_allow[i], err) < 0)
+				return fl_error_set(err, -EINVAL, "malformed sandbox record (net_allow)");
+		}
+		sb->n_net_allow = n;
+	}
 	sb->vcpus = (unsigned)get_int(o, "vcpus");
 	sb->memory_mb = (unsigned)get_int(o, "memory_mb");
 	sb->ttl_seconds = (uint64_t)get_int(o, "ttl_seconds");

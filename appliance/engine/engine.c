@@ -263,6 +263,7 @@ static void vm_stop(FlEngine *e, Sandbox *sb)
 	ea_disconnect(e, sb);
 	fl_vm_kill(&sb->vm);
 	fl_cgroup_remove(sb->id);
+	fl_egress_remove(sb->id);
 	char p[700];
 	const char *files[] = {"qmp.sock", "agent.sock", "qemu.pid"};
 	for (size_t i = 0; i < FL_ARRAY_SIZE(files); i++) {
@@ -366,6 +367,13 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 	if (r < 0) {
 		vm_stop(e, sb);
 		return fl_error_prefix(err, "resource limits");
+	}
+	if (!strcmp(sb->network, "allowlist")) {
+		r = fl_egress_restrict(sb->id, sb->vm.pid, sb->net_allow, sb->n_net_allow, err);
+		if (r < 0) {
+			vm_stop(e, sb);
+			return r;
+		}
 	}
 	fl_trace("spawn", &t);
 	if (kind != BOOT_COLD) {
@@ -499,8 +507,17 @@ static int validate_spec(FlEngine *e, const FlSandboxSpec *s, FlError *err)
 {
 	if (s->name && !fl_name_valid(s->name, 63, false))
 		return fl_error_set(err, -EINVAL, "invalid sandbox name: use 1-63 letters, digits, '-' or '_'");
-	if (s->network && strcmp(s->network, "nat") && strcmp(s->network, "none"))
-		return fl_error_set(err, -EINVAL, "network must be \"nat\" or \"none\"");
+	if (s->network && strcmp(s->network, "nat") && strcmp(s->network, "none") &&
+	    strcmp(s->network, "allowlist"))
+		return fl_error_set(err, -EINVAL, "network must be \"nat\", \"none\" or \"allowlist\"");
+	if (s->n_net_allow && (!s->network || strcmp(s->network, "allowlist")))
+		return fl_error_set(err, -EINVAL, "net_allow needs network \"allowlist\"");
+	if (s->n_net_allow > FL_NET_ALLOW_MAX)
+		return fl_error_set(err, -EINVAL, "at most %d allowlist entries", FL_NET_ALLOW_MAX);
+	for (size_t i = 0; i < s->n_net_allow; i++)
+		if (s->net_allow[i].prefix > 32 || s->net_allow[i].port_lo > s->net_allow[i].port_hi ||
+		    s->net_allow[i].port_hi > 65535)
+			return fl_error_set(err, -EINVAL, "allowlist entry %zu is malformed", i);
 	if (s->vcpus > 16)
 		return fl_error_set(err, -EINVAL, "vcpus must be between 1 and 16");
 	if (s->memory_mb && (s->memory_mb < 64 || s->memory_mb > 65536))
@@ -580,6 +597,9 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 	snprintf(sb->job_id, sizeof(sb->job_id), "%s", s->job_id ? s->job_id : "");
 	snprintf(sb->base_image, sizeof(sb->base_image), "%s", img.name);
 	snprintf(sb->network, sizeof(sb->network), "%s", s->network ? s->network : "nat");
+	sb->n_net_allow = s->n_net_allow;
+	if (s->n_net_allow)
+		memcpy(sb->net_allow, s->net_allow, s->n_net_allow * sizeof(*s->net_allow));
 	sb->vcpus = s->vcpus ? s->vcpus : src.vcpus ? src.vcpus : e->cfg.default_vcpus ? e->cfg.default_vcpus : 1;
 	sb->memory_mb = s->memory_mb ? s->memory_mb : src.memory_mb ? src.memory_mb
 					 : e->cfg.default_memory_mb ? e->cfg.default_memory_mb : img.memory_mb;
@@ -838,7 +858,9 @@ int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **r
 	int r = validate_spec(e, s, err);
 	if (r < 0)
 		return r;
-	if (e->cfg.pool_size && !s->from_sandbox && !s->cold_boot && !s->no_start) {
+	/* An allowlist must be in place before the guest runs: never pooled. */
+	bool pooled = !s->network || strcmp(s->network, "allowlist");
+	if (e->cfg.pool_size && pooled && !s->from_sandbox && !s->cold_boot && !s->no_start) {
 		Image img;
 		r = image_load(e, s->base_image, &img, err);
 		if (r < 0)

@@ -50,6 +50,11 @@ typedef struct FlNetAllow {
 	unsigned port_lo, port_hi;
 } FlNetAllow;
 
+/* "A.B.C.D[/PREFIX][:PORT[-PORT]]" (no prefix = /32, no port = any). */
+int fl_net_allow_parse(const char *s, FlNetAllow *ret, FlError *err);
+/* Canonical "A.B.C.D/P:LO-HI" (buf of 40 bytes is enough). */
+void fl_net_allow_format(const FlNetAllow *a, char *buf, size_t len);
+
 typedef struct FlSandboxSpec {
 	const char *base_image;  /* image name, e.g. "debian-12" (required unless branching) */
 	const char *name;        /* optional; [A-Za-z0-9-]{1,63}, default sbx-<id prefix> */

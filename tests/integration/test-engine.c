@@ -537,11 +537,11 @@ static void test_bad_images(void **state)
 
 /* A TCP server on the host's loopback, reachable from a guest with user
  * networking at 10.0.2.2. Accepts connections and answers "hello". */
-static int server_fd;
 static void *serve(void *arg)
 {
+	int fd = (int)(intptr_t)arg;
 	for (;;) {
-		int c = accept(server_fd, NULL, NULL);
+		int c = accept(fd, NULL, NULL);
 		if (c < 0)
 			return NULL;
 		(void)!write(c, "hello\n", 6);
@@ -549,25 +549,47 @@ static void *serve(void *arg)
 	}
 }
 
+/* A loopback TCP server answering "hello\n"; returns its port. */
+static int hello_server(int *ret_fd, pthread_t *t)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	socklen_t sl = sizeof(sa);
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	listen(fd, 8);
+	pthread_create(t, NULL, serve, (void *)(intptr_t)fd);
+	*ret_fd = fd;
+	return ntohs(sa.sin_port);
+}
+
+static void hello_server_stop(int fd, pthread_t t)
+{
+	shutdown(fd, SHUT_RDWR);
+	close(fd);
+	pthread_join(t, NULL);
+}
+
+static void connect_cmd(char *cmd, size_t len, int port)
+{
+	/* wait for DHCP, then connect */
+	snprintf(cmd, len,
+		 "for i in $(seq 50); do ip -4 addr show eth0 | grep -q inet && break; sleep 0.2; done; "
+		 "nc -w 5 10.0.2.2 %d </dev/null", port);
+}
+
 static void test_egress(void **state)
 {
-	server_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	assert_int_equal(bind(server_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	socklen_t sl = sizeof(sa);
-	getsockname(server_fd, (struct sockaddr *)&sa, &sl);
-	listen(server_fd, 8);
-	pthread_t t;
-	pthread_create(&t, NULL, serve, NULL);
-	char cmd[200];
-	/* wait for DHCP, then connect */
-	snprintf(cmd, sizeof(cmd),
-		 "for i in $(seq 50); do ip -4 addr show eth0 | grep -q inet && break; sleep 0.2; done; "
-		 "nc -w 5 10.0.2.2 %d </dev/null", ntohs(sa.sin_port));
+	int fd1, fd2;
+	pthread_t t1, t2;
+	int p1 = hello_server(&fd1, &t1), p2 = hello_server(&fd2, &t2);
+	char cmd1[200], cmd2[200];
+	connect_cmd(cmd1, sizeof(cmd1), p1);
+	connect_cmd(cmd2, sizeof(cmd2), p2);
 
 	FlSandboxSpec nat = {.base_image = "tiny", .network = "nat"};
 	char *a = create(&nat), *out;
-	int rc = sh(a, cmd, &out);
+	int rc = sh(a, cmd1, &out);
 	if (rc != 0) {
 		sh(a, "ip addr; ip route; which nc udhcpc; cat /etc/resolv.conf; ps", &out);
 		fprintf(stderr, "nat sandbox cannot connect (exit %d):\n%s\n", rc, out);
@@ -576,13 +598,41 @@ static void test_egress(void **state)
 	assert_string_equal(out, "hello\n");
 	FlSandboxSpec none = {.base_image = "tiny", .network = "none"};
 	char *b = create(&none);
-	assert_int_not_equal(sh(b, cmd, &out), 0);
+	assert_int_not_equal(sh(b, cmd1, &out), 0);
 	assert_null(strstr(out, "hello"));
+
+	/* allowlist: only p1 on the host (as the guest sees it, 10.0.2.2) */
+	char entry[64];
+	snprintf(entry, sizeof(entry), "10.0.2.2:%d", p1);
+	FlNetAllow allow[2];
+	FlError err = {0};
+	assert_int_equal(fl_net_allow_parse(entry, &allow[0], &err), 0);
+	assert_int_equal(fl_net_allow_parse("192.0.2.0/24:1-1024", &allow[1], &err), 0);
+	FlSandboxSpec al = {.base_image = "tiny", .network = "allowlist", .net_allow = allow, .n_net_allow = 2};
+	char *c = create(&al);
+	assert_int_equal(sh(c, cmd1, &out), 0);
+	assert_string_equal(out, "hello\n");
+	assert_int_not_equal(sh(c, cmd2, &out), 0);
+	assert_null(strstr(out, "hello"));
+	struct json_object *rec = NULL;
+	assert_int_equal(fl_engine_get(E, c, &rec, &err), 0);
+	struct json_object *na = json_object_object_get(rec, "net_allow");
+	assert_int_equal(json_object_array_length(na), 2);
+	assert_string_equal(json_object_get_string(json_object_array_get_idx(na, 1)), "192.0.2.0/24:1-1024");
+	json_object_put(rec);
+	/* bad input changes nothing */
+	FlSandboxSpec bad = {.base_image = "tiny", .network = "nat", .net_allow = allow, .n_net_allow = 1};
+	struct json_object *o = NULL;
+	assert_int_equal(fl_engine_create(E, &bad, &o, &err), -EINVAL);
+	assert_int_equal(fl_net_allow_parse("10.0.2.2:70000", &allow[0], &err), -EINVAL);
+	assert_int_equal(fl_net_allow_parse("10.0.2.2/33", &allow[0], &err), -EINVAL);
+	assert_int_equal(fl_net_allow_parse(" 10.0.2.2", &allow[0], &err), -EINVAL);
+	assert_int_equal(fl_net_allow_parse("10.0.2.2:+5", &allow[0], &err), -EINVAL);
 	destroy(a);
 	destroy(b);
-	shutdown(server_fd, SHUT_RDWR);
-	close(server_fd);
-	pthread_join(t, NULL);
+	destroy(c);
+	hello_server_stop(fd1, t1);
+	hello_server_stop(fd2, t2);
 }
 
 static void test_ttl(void **state)
