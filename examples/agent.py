@@ -5,14 +5,20 @@
 It takes a task and a list of shell steps, runs them in a fresh sandbox with
 a checkpoint before each step, rolls a failing step back (restore of that
 checkpoint) and goes on (or stops with --stop-on-failure). Then it turns the
-work into a change (trusted diff + Ansible playbook, rehearsed when asked),
-asks a reviewer for approval and prints the playbook and the decision. Parts
-the server does not have yet are reported as such; the sandbox's command
-history is printed instead.
+work into a change (POST /v1/sandboxes/{id}/changes: trusted diff + Ansible
+playbook, rehearsed on a fresh clone with --rehearse), asks a reviewer for
+approval of that change (kind "change": the playbook is pinned by its
+hash), waits for the decision and prints the playbook, the decision and the
+reviewer's comment. A reviewer then applies it to production
+(`fluid approvals apply ID`); an agent token never can.
 
-    FLUID_TOKEN=... examples/agent.py --url http://127.0.0.1:8080 \\
+    FLUID_TOKEN=<agent token> examples/agent.py --url http://127.0.0.1:8080 \\
         --task "install a motd" \\
         --step 'echo "hello" > /etc/motd' --step 'false' --step 'cat /etc/motd'
+
+Exit status: 0 approved, 3 rejected, 4 no decision within
+--approval-timeout, 1 no playbook could be built (or a step failed with
+--stop-on-failure), 2 usage.
 
 Without --step, and when OPENAI_BASE_URL (an OpenAI-compatible endpoint,
 e.g. http://127.0.0.1:11434/v1) and FLUID_AGENT_MODEL are set, the model is
@@ -87,31 +93,18 @@ def run_steps(sb: fluid.Sandbox, steps: list, stop_on_failure: bool, memory: boo
     return results
 
 
-def print_history(client: fluid.Client, sb: fluid.Sandbox) -> None:
-    say("command history of the sandbox:")
-    for c in client.list_commands(sb.id, limit=1000):
-        cmd = c.command if isinstance(c.command, str) else " ".join(c.command or [])
-        say(f"    {c.started_at}  exit {c.exit_code}  $ {cmd}")
-
-
-def build_change(client: fluid.Client, sb: fluid.Sandbox, rehearse: bool):
-    """diff + playbook (+ rehearsal) through the change pipeline, or through
-    the diff and generate/ansible endpoints when there is no pipeline."""
-    name = f"agent-{sb.id}"
-    if client.has_route("/v1/sandboxes/{id}/changes"):
-        ch = client.create_change(sb.id, "base", "live", name=name, rehearse=rehearse)
-        say(f"change {ch.id}: diff -> playbook{' -> rehearsal' if rehearse else ''} ...")
-        ch = client.wait_change(ch.id, timeout=1800)
-        say(f"change {ch.id}: {ch.state}" + (f" ({ch.error})" if ch.error else ""))
-        if ch.state == "failed" or not ch.playbook:
-            return ch, None
-        return ch, ch.playbook
-    if client.has_route("/v1/sandboxes/{id}/diff"):
-        say("the server has no change pipeline (POST /v1/sandboxes/{id}/changes): diff + playbook only, no rehearsal")
-        client.diff(sb.id, "base", "live")
-        return None, client.generate_playbook(sb.id, name=name).name
-    say("the server has no diff endpoint: no playbook can be built")
-    return None, None
+def build_change(client: fluid.Client, sb: fluid.Sandbox, rehearse: bool) -> fluid.Change:
+    """diff + playbook (+ rehearsal) as one change job; waits for its end."""
+    ch = client.create_change(sb.id, "base", "live", name=f"agent-{sb.id}", rehearse=rehearse)
+    say(f"change {ch.id}: diff -> playbook{' -> rehearsal' if rehearse else ''} ...")
+    ch = client.wait_change(ch.id, timeout=1800, poll=0.5)
+    note = ""
+    if ch.state == "unverified" and not rehearse:
+        note = " (not rehearsed: --rehearse applies the playbook to a fresh clone and compares)"
+    elif ch.error:
+        note = f" ({ch.error})"
+    say(f"change {ch.id}: {ch.state}{note}")
+    return ch
 
 
 def summarize_diff(client: fluid.Client, sb: fluid.Sandbox, diff_id: str) -> None:
@@ -125,6 +118,21 @@ def summarize_diff(client: fluid.Client, sb: fluid.Sandbox, diff_id: str) -> Non
             say(f"    {key}: {', '.join(x.get('name', '?') for x in d[key])}")
 
 
+def ask_for_approval(client: fluid.Client, sb: fluid.Sandbox, ch: fluid.Change, task: str,
+                     results: list, timeout: int) -> fluid.Approval:
+    """Asks for approval of the change and waits for the reviewer's decision."""
+    details = {"agent": "example-agent", "sandbox_id": sb.id, "change_state": ch.state,
+               "steps": [{"command": step, "outcome": outcome} for step, outcome in results]}
+    approval = client.request_approval(summary=task, kind="change", change_id=ch.id,
+                                       sandbox_id=sb.id, details=details)
+    say(f"approval {approval.id} requested (kind {approval.kind}, playbook {approval.playbook}, "
+        f"sha256 {(approval.playbook_sha256 or '')[:12]}); waiting for a reviewer ...")
+    try:
+        return client.wait_approval(approval.id, timeout=timeout)
+    except fluid.Timeout:
+        return client.get_approval(approval.id)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", default=os.environ.get("FLUID_URL", "http://127.0.0.1:8080"))
@@ -135,7 +143,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stop-on-failure", action="store_true")
     ap.add_argument("--memory", action="store_true", help="checkpoints with RAM")
     ap.add_argument("--rehearse", action="store_true", help="rehearse the playbook on a fresh clone")
-    ap.add_argument("--approval-timeout", type=int, default=600)
+    ap.add_argument("--approval-timeout", type=int, default=3600,
+                    help="seconds to wait for the reviewer's decision")
     ap.add_argument("--keep", action="store_true", help="keep the sandbox")
     a = ap.parse_args(argv)
 
@@ -153,28 +162,33 @@ def main(argv=None) -> int:
         for step, outcome in results:
             say(f"    {outcome:<24} $ {step}")
 
-        ch, playbook = build_change(client, sb, a.rehearse)
-        if ch is not None and ch.diff_id:
+        ch = build_change(client, sb, a.rehearse)
+        if ch.diff_id:
             say("what changed (trusted diff):")
             summarize_diff(client, sb, ch.diff_id)
-        if playbook:
-            say(f"playbook {playbook}:")
-            for line in client.export_playbook(playbook).splitlines():
-                say("    " + line)
+        if ch.state == "failed" or not ch.playbook:
+            say(f"no playbook to approve (change {ch.state})")
+            return 1
+        say(f"playbook {ch.playbook}:")
+        for line in client.export_playbook(ch.playbook).splitlines():
+            say("    " + line)
+        if a.stop_on_failure and any(o != "ok" for _, o in results):
+            say("not asking for approval: a step failed (--stop-on-failure)")
+            return 1
 
-        if not client.has_route("/v1/approvals"):
-            say("approval: the server has no approvals endpoint yet (POST /v1/approvals); "
-                "no reviewer decision to wait for")
-            print_history(client, sb)
-            return 1 if a.stop_on_failure and any(o != "ok" for _, o in results) else 0
-        approval = client.request_approval(sandbox_id=sb.id, change_id=ch.id if ch else None,
-                                           playbook=playbook, summary=a.task)
-        say(f"approval {approval.get('id')} requested; waiting for a reviewer ...")
-        decision = client.wait_approval(approval["id"], timeout=a.approval_timeout)
-        say(f"reviewer's decision: {decision.get('state')}"
-            + (f" by {decision.get('decided_by')}" if decision.get("decided_by") else "")
-            + (f": {decision.get('comment')}" if decision.get("comment") else ""))
-        return 0 if decision.get("state") == "approved" else 3
+        decision = ask_for_approval(client, sb, ch, a.task, results, a.approval_timeout)
+        if decision.pending:
+            say(f"reviewer's decision: none within {a.approval_timeout} s "
+                f"(approval {decision.id} is still pending)")
+            return 4
+        say(f"reviewer's decision: {decision.state}"
+            + (f" by {decision.decided_by}" if decision.decided_by else "")
+            + (f" at {decision.decided_at}" if decision.decided_at else ""))
+        say(f"reviewer's comment: {decision.comment if decision.comment else '(none)'}")
+        if decision.approved:
+            say(f"next: a reviewer applies it to production (fluid approvals apply {decision.id})")
+            return 0
+        return 3
     finally:
         if a.keep:
             say(f"kept sandbox {sb.id}")

@@ -23,8 +23,10 @@ from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Union
 
 from . import errors
 from .errors import FluidError
-from .models import (AuditEvent, Change, Command, Diff, ExecStream, FileInfo, FileWrite, Image,
-                     Page, Playbook, Process, Sandbox, Snapshot, Token)
+from .models import (ApplyOutcome, ApplyStream, Approval, AuditEvent, Change, Command, Diff,
+                     ExecStream, FileInfo, FileWrite, HumanAnswer, Image, Page, PaneContent,
+                     Playbook, Policy, PolicyAssignment, Process, Sandbox, Snapshot, TmuxSession,
+                     Token, Whoami)
 
 __all__ = ["Client"]
 
@@ -577,49 +579,194 @@ class Client:
                                      0, None, "GET", f"/v1/changes/{change_id}")
             time.sleep(poll)
 
-    # ------------------------------------------------------------------ approvals (API.md)
-    # The server does not route /v1/approvals yet: these are thin wrappers over
-    # the paths API.md defines; bodies pass through as given. Until the server
-    # has them they raise NotFound("no such endpoint") (see has_route).
-    def request_approval(self, **body) -> Dict[str, Any]:
-        """``POST /v1/approvals`` with ``body`` as given; returns ``approval``."""
-        d = self._call("POST", "/v1/approvals", _clean(body))
-        return d.get("approval", d)
+    # ------------------------------------------------------------------ approvals
+    def _approval(self, d: Optional[Dict[str, Any]]) -> Approval:
+        return Approval.from_dict(d, self)
 
-    def list_approvals(self, state: Optional[str] = None) -> List[Dict[str, Any]]:
-        d = self._call("GET", "/v1/approvals", query={"state": state})
-        return d.get("approvals", [])
+    def request_approval(self, summary: str, *, change_id: Optional[str] = None,
+                         sandbox_id: Optional[str] = None, kind: Optional[str] = None,
+                         playbook: Optional[str] = None,
+                         details: Optional[Dict[str, Any]] = None,
+                         wait_seconds: Optional[int] = None) -> Approval:
+        """Asks a human for approval (``POST /v1/approvals``).
 
-    def get_approval(self, approval_id: str, wait: Optional[int] = None) -> Dict[str, Any]:
-        """``GET /v1/approvals/{id}?wait=SECONDS`` (long-poll while pending)."""
-        d = self._call("GET", f"/v1/approvals/{_q(approval_id)}", query={"wait": wait},
+        ``kind`` is "change" (a playbook for production: give ``change_id``,
+        whose stored playbook is pinned, or ``playbook``), "question" or
+        "command"; it defaults to "change" with ``change_id``/``playbook``,
+        else "question". With ``wait_seconds`` (at most 300) the call
+        long-polls: it returns as soon as a reviewer decides, or after the
+        wait with the approval still pending.
+        """
+        body = _clean({"summary": summary, "kind": kind, "change_id": change_id,
+                       "sandbox_id": sandbox_id, "playbook": playbook, "details": details,
+                       "wait_seconds": wait_seconds})
+        d = self._call("POST", "/v1/approvals", body,
+                       timeout=(wait_seconds or 0) + self.timeout)
+        return self._approval(d["approval"])
+
+    def ask_human(self, question: str, *, sandbox_id: Optional[str] = None,
+                  change_id: Optional[str] = None,
+                  timeout_seconds: Optional[int] = None) -> HumanAnswer:
+        """The product README's blocking call (``POST /api/v1/human/ask``):
+        asks and waits until a reviewer decides or ``timeout_seconds``
+        (server default 300, at most 900) pass. Check ``answer.approved``,
+        ``answer.comment`` and ``answer.timed_out``."""
+        body = _clean({"question": question, "sandbox_id": sandbox_id, "change_id": change_id,
+                       "timeout_seconds": timeout_seconds})
+        wait = 300 if timeout_seconds is None else timeout_seconds
+        d = self._call("POST", "/api/v1/human/ask", body, timeout=wait + self.timeout)
+        return HumanAnswer.from_dict(d, self)
+
+    def list_approvals(self, *, state: Optional[str] = None, kind: Optional[str] = None,
+                       sandbox_id: Optional[str] = None, limit: Optional[int] = None,
+                       offset: Optional[int] = None) -> Page:
+        """Approvals, newest first (a :class:`Page`; ``.total`` counts every match)."""
+        d = self._call("GET", "/v1/approvals", query={
+            "state": state, "kind": kind, "sandbox_id": sandbox_id, "limit": limit,
+            "offset": offset})
+        return Page([self._approval(a) for a in d.get("approvals", [])], d.get("total", 0))
+
+    def get_approval(self, approval_id: str, wait: Optional[int] = None) -> Approval:
+        """``GET /v1/approvals/{id}``; with ``wait`` (1-300 s) it long-polls
+        while the approval is pending and answers as soon as it is decided."""
+        d = self._call("GET", f"/v1/approvals/{_q(approval_id)}", query={"wait": wait or None},
                        timeout=(wait or 0) + self.timeout)
-        return d.get("approval", d)
+        return self._approval(d["approval"])
 
     def wait_approval(self, approval_id: str, timeout: float = 3600.0,
-                      poll: int = 30) -> Dict[str, Any]:
-        """Long-polls until the approval is no longer pending (Timeout after ``timeout``)."""
+                      poll: int = 60) -> Approval:
+        """Waits until the approval is decided (long-polls of up to ``poll``
+        seconds each); raises :class:`Timeout` when it is still pending
+        after ``timeout`` seconds. A 429 (too many long-polls on the server)
+        is waited out and retried."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            a = self.get_approval(approval_id, wait=max(1, min(poll, int(left))))
-            if a.get("state") not in (None, "pending"):
+            if left <= 0:
+                raise errors.Timeout(f"approval {approval_id} still pending after {timeout} s",
+                                     0, None, "GET", f"/v1/approvals/{approval_id}")
+            try:
+                a = self.get_approval(approval_id, wait=max(1, min(poll, 300, int(left + 0.999))))
+            except errors.TooManyRequests:
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+                continue
+            if a.state != "pending":
                 return a
-            if time.monotonic() >= deadline:
-                raise errors.Timeout(f"approval {approval_id} still pending after {timeout} s")
 
-    def approve(self, approval_id: str, **body) -> Dict[str, Any]:
-        """Reviewer only (an agent token gets Forbidden)."""
-        d = self._call("POST", f"/v1/approvals/{_q(approval_id)}/approve", body or None)
-        return d.get("approval", d)
+    def approve(self, approval_id: str, comment: Optional[str] = None) -> Approval:
+        """Approves a pending approval (reviewer or admin token: an agent
+        token gets :class:`Forbidden`; an approval decided already
+        :class:`Conflict`)."""
+        d = self._call("POST", f"/v1/approvals/{_q(approval_id)}/approve",
+                       _clean({"comment": comment}))
+        return self._approval(d["approval"])
 
-    def reject(self, approval_id: str, **body) -> Dict[str, Any]:
-        d = self._call("POST", f"/v1/approvals/{_q(approval_id)}/reject", body or None)
-        return d.get("approval", d)
+    def reject(self, approval_id: str, comment: Optional[str] = None) -> Approval:
+        """Rejects a pending approval (same rules as :meth:`approve`)."""
+        d = self._call("POST", f"/v1/approvals/{_q(approval_id)}/reject",
+                       _clean({"comment": comment}))
+        return self._approval(d["approval"])
 
-    def apply_approval(self, approval_id: str, **body) -> Dict[str, Any]:
-        return self._call("POST", f"/v1/approvals/{_q(approval_id)}/apply", body or None,
-                          timeout=max(self.timeout, 3600.0))
+    def apply_approval(self, approval_id: str, *, hosts: Optional[List[str]] = None,
+                       check: bool = False, timeout: float = 3600.0) -> ApplyOutcome:
+        """Runs the approved playbook on the production hosts (all configured
+        ones, or ``hosts``) and waits for the end: an :class:`ApplyOutcome`
+        (``ok``, ``approval`` now applied | failed, ``result`` with the recap
+        and output tail). ``check=True`` is ansible-playbook ``--check
+        --diff`` on a pending or approved approval, without a state change.
+        Reviewer only (:class:`Forbidden` for agents); :class:`Conflict`
+        unless approved, when the playbook changed since the approval, or
+        when no production host is configured."""
+        body = _clean({"hosts": list(hosts) if hosts else None, "check": True if check else None})
+        d = self._call("POST", f"/v1/approvals/{_q(approval_id)}/apply", body, timeout=timeout)
+        return ApplyOutcome.from_answer(d, self, check)
+
+    def apply_stream(self, approval_id: str, *, hosts: Optional[List[str]] = None,
+                     check: bool = False, timeout: float = 3600.0) -> ApplyStream:
+        """Like :meth:`apply_approval` with the output streamed (NDJSON): iterate
+        the :class:`ApplyStream` for lines as ansible-playbook prints them;
+        ``.result`` is then the :class:`ApplyOutcome`."""
+        body = _clean({"hosts": list(hosts) if hosts else None, "check": True if check else None})
+        path = f"/v1/approvals/{_q(approval_id)}/apply"
+        conn, resp = self._open("POST", path, body=json.dumps(body).encode(),
+                                headers={"Content-Type": "application/json",
+                                         "Accept": "application/x-ndjson"},
+                                timeout=timeout, retry=False)
+        if "ndjson" not in (resp.getheader("Content-Type") or ""):
+            # an answer that is not streamed (an old server): one JSON object
+            try:
+                d = json.loads(resp.read() or b"{}")
+            finally:
+                conn.close()
+            return _DoneApplyStream(ApplyOutcome.from_answer(d, self, check))
+        return ApplyStream(conn, resp, "POST", path, self, check)
+
+    def hosts(self) -> List[Dict[str, Any]]:
+        """The configured production hosts (``GET /v1/hosts``, admin; no key material)."""
+        return self._call("GET", "/v1/hosts").get("hosts", [])
+
+    # ------------------------------------------------------------------ whoami, policies
+    def whoami(self) -> Whoami:
+        """The caller's own token: ``token_id``, ``role``, ``name``."""
+        return Whoami.from_dict(self._call("GET", "/v1/whoami"))
+
+    def list_policies(self) -> List[Policy]:
+        """The configured safety policies (``Policy.default`` marks the default one)."""
+        d = self._call("GET", "/v1/policies")
+        return [Policy.from_dict(p, p.get("name") == d.get("default")) for p in d.get("policies", [])]
+
+    def get_policy(self, name: str) -> Policy:
+        d = self._call("GET", f"/v1/policies/{_q(name)}")
+        return Policy.from_dict(d["policy"], bool(d.get("default")))
+
+    def sandbox_policy(self, sandbox_id: str) -> PolicyAssignment:
+        """A sandbox's effective policy (its own, else its creator's, else the default)."""
+        return PolicyAssignment.from_dict(self._call("GET", f"/v1/sandboxes/{_q(sandbox_id)}/policy"))
+
+    def set_sandbox_policy(self, sandbox_id: str, policy: Optional[str]) -> PolicyAssignment:
+        """Assigns a policy to a sandbox (admin); ``None`` clears the assignment."""
+        return PolicyAssignment.from_dict(self._call(
+            "PUT", f"/v1/sandboxes/{_q(sandbox_id)}/policy", {"policy": policy}))
+
+    def token_policy(self, token_id: str) -> PolicyAssignment:
+        """A token's policy (its own token, or any as admin)."""
+        return PolicyAssignment.from_dict(self._call("GET", f"/v1/tokens/{_q(token_id)}/policy"))
+
+    def set_token_policy(self, token_id: str, policy: Optional[str]) -> PolicyAssignment:
+        """Assigns a policy to a token (admin); ``None`` clears the assignment."""
+        return PolicyAssignment.from_dict(self._call(
+            "PUT", f"/v1/tokens/{_q(token_id)}/policy", {"policy": policy}))
+
+    # ------------------------------------------------------------------ tmux
+    def tmux_sessions(self, sandbox_id: str) -> List[TmuxSession]:
+        """The sandbox's tmux sessions and their panes (the default session
+        "fluid" is made on first use)."""
+        d = self._call("GET", f"/v1/sandboxes/{_q(sandbox_id)}/tmux/sessions")
+        return [TmuxSession.from_dict(s) for s in d.get("sessions", [])]
+
+    def create_tmux_session(self, sandbox_id: str, name: Optional[str] = None,
+                            command: Union[str, List[str], None] = None) -> TmuxSession:
+        """A new tmux session running ``command`` (a shell string or an argv list;
+        default the shell)."""
+        body = _clean({"name": name, "command": list(command) if isinstance(command, (list, tuple))
+                       else command})
+        d = self._call("POST", f"/v1/sandboxes/{_q(sandbox_id)}/tmux/sessions", body)
+        return TmuxSession.from_dict(d["session"])
+
+    def tmux_send_keys(self, sandbox_id: str, keys: str, *, pane_id: Optional[str] = None,
+                       enter: bool = False, literal: bool = True) -> str:
+        """Types ``keys`` into a pane (default: the active pane of session
+        "fluid"); ``enter`` presses Enter after them; ``literal=False`` sends
+        tmux key names ("C-c", "Up Enter"). Returns the pane id ("%0")."""
+        body = _clean({"sandbox_id": sandbox_id, "pane_id": pane_id, "keys": keys,
+                       "enter": True if enter else None, "literal": None if literal else False})
+        return self._call("POST", "/api/v1/tmux/panes/send-keys", body).get("pane_id", "")
+
+    def tmux_read(self, sandbox_id: str, *, pane_id: Optional[str] = None,
+                  lines: Optional[int] = None) -> PaneContent:
+        """What a pane shows (plus ``lines`` of scrollback, at most 10000)."""
+        body = _clean({"sandbox_id": sandbox_id, "pane_id": pane_id, "lines": lines})
+        return PaneContent.from_dict(self._call("POST", "/api/v1/tmux/panes/read", body))
 
     # ------------------------------------------------------------------ audit, tokens
     def audit(self, *, sandbox_id: Optional[str] = None, action: Optional[str] = None,
@@ -653,6 +800,21 @@ class CommandFailed(FluidError):
     def __init__(self, command: Command):
         self.command = command
         super().__init__(f"command exited {command.exit_code}: {command.stderr.strip()[:200]}")
+
+
+class _DoneApplyStream(ApplyStream):
+    """An ApplyStream over an answer that was not streamed: no lines, the result."""
+
+    def __init__(self, outcome: ApplyOutcome):  # noqa: D107 (no connection to read)
+        self._conn = None
+        self.approval_id = outcome.approval.id if outcome.approval else None
+        if outcome.result is not None and not outcome.output:
+            outcome.output = outcome.result.output_tail
+        self.result = outcome
+        self._out = []
+
+    def __iter__(self):
+        return iter(())
 
 
 class _Chunks:

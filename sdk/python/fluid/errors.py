@@ -45,7 +45,8 @@ class Unauthorized(FluidError):
 
 
 class Forbidden(FluidError):
-    """403: the token's role may not do this."""
+    """403: the token's role may not do this (an agent approving), or a
+    safety policy denied it."""
 
 
 class NotFound(FluidError):
@@ -53,11 +54,17 @@ class NotFound(FluidError):
 
 
 class Conflict(FluidError):
-    """409: the object's state forbids it (not RUNNING, name taken...)."""
+    """409: the object's state forbids it (not RUNNING, name taken, an
+    approval decided already or not approved, ...)."""
 
 
 class PayloadTooLarge(FluidError):
     """413: request body over the server's cap."""
+
+
+class TooManyRequests(FluidError):
+    """429: a limit of the server or of a safety policy (long-polls or
+    applies at once, sandboxes per token); retry later."""
 
 
 class ServerError(FluidError):
@@ -91,6 +98,7 @@ _BY_STATUS = {
     404: NotFound,
     409: Conflict,
     413: PayloadTooLarge,
+    429: TooManyRequests,
     501: NotImplementedByServer,
     503: ServiceUnavailable,
     504: Timeout,

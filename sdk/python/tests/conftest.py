@@ -60,10 +60,10 @@ class Server:
 @pytest.fixture(scope="session")
 def server():
     if not os.access(FLUID, os.X_OK):
-        pytest.skip("build/fluid missing (make build/fluid)")
+        pytest.fail("build/fluid missing (make build/fluid)")
     tiny = os.path.join(ROOT, "build", "images", "tiny")
     if not os.path.isfile(os.path.join(tiny, "image.json")):
-        pytest.skip("tiny image missing (image-build/build-images --only tiny)")
+        pytest.fail("tiny image missing (image-build/build-images --only tiny)")
     tmp = tempfile.mkdtemp(prefix="fluid-sdk-")
     os.chmod(tmp, 0o755)  # the PostgreSQL cluster's owner must reach it
     state = os.path.join(tmp, "state")
@@ -83,6 +83,13 @@ images:
   pool_size: 1
 limits:
   max_sandboxes: 12
+policies:
+  guarded:
+    description: sdk tests
+    commands:
+      deny: ["shutdown", "reboot"]
+      approval: ["touch /tmp/approve-me*"]
+      approval_timeout_sec: 120
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLUID_") and k != "DATABASE_URL"}
     env["FLUID_STATE_DIR"] = state
@@ -157,3 +164,26 @@ def sandbox(client):
         sb.destroy()
     except fluid.FluidError:
         pass
+
+
+@pytest.fixture(scope="session")
+def agent_token(client):
+    """An agent token made by the admin token (fluid.Token, secret in .token)."""
+    return client.create_token("agent", name="sdk-agent-approvals")
+
+
+@pytest.fixture(scope="session")
+def reviewer_token(client):
+    return client.create_token("reviewer", name="sdk-reviewer")
+
+
+@pytest.fixture(scope="session")
+def agent(server, agent_token) -> fluid.Client:
+    """A client with an agent token (may ask, never decide)."""
+    return server.client(agent_token.token)
+
+
+@pytest.fixture(scope="session")
+def reviewer(server, reviewer_token) -> fluid.Client:
+    """A second client with a reviewer token (decides approvals)."""
+    return server.client(reviewer_token.token)

@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""examples/agent.py end to end: checkpoints, a failing step rolled back,
-the change (diff + playbook), approval or the command history."""
+"""examples/agent.py end to end, as a subprocess with an agent token:
+checkpoints, a failing step rolled back, the change (diff + playbook), an
+approval of kind "change" that a reviewer (a second client, reviewer token
+made by the admin) approves through the API from a thread, and the agent's
+printed playbook, decision and comment. Then the same with a rejection."""
 
 import os
 import subprocess
@@ -11,48 +14,80 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 AGENT = os.path.join(ROOT, "examples", "agent.py")
 
+STEPS = ["mkdir -p /etc/app && echo 'port = 8080' > /etc/app/app.conf",
+         "echo broken > /etc/motd; rm -f /etc/app/app.conf; exit 7",
+         "echo 'welcome' > /etc/motd && cat /etc/app/app.conf"]
 
-def _reviewer(client, stop):
-    """Approves every pending approval through the API (admin token), once
-    the server has approvals."""
+
+def _reviewer(reviewer, requester, decide, comment, stop, box):
+    """Decides the first pending change approval the agent asked for."""
     while not stop.is_set():
-        try:
-            for a in client.list_approvals(state="pending"):
-                client.approve(a["id"])
-        except Exception:
-            pass
-        time.sleep(0.5)
+        for a in reviewer.list_approvals(state="pending", kind="change", limit=1000):
+            if a.requested_by == requester:
+                box["asked"] = a
+                box["decided"] = (reviewer.approve if decide == "approve" else reviewer.reject)(
+                    a.id, comment)
+                return
+        time.sleep(0.2)
 
 
-def test_example_agent(server, client):
+def _run_agent(server, token, decide, comment, reviewer, requester, task):
     stop = threading.Event()
-    if client.has_route("/v1/approvals"):
-        threading.Thread(target=_reviewer, args=(client, stop), daemon=True).start()
-    env = dict(os.environ, FLUID_TOKEN=server.token)
+    box = {}
+    t = threading.Thread(target=_reviewer, args=(reviewer, requester, decide, comment, stop, box),
+                         daemon=True)
+    t.start()
+    env = dict(os.environ, FLUID_TOKEN=token)
     env.pop("OPENAI_BASE_URL", None)
-    p = subprocess.run(
-        [sys.executable, AGENT, "--url", server.url, "--task", "configure a motd and an app config",
-         "--step", "mkdir -p /etc/app && echo 'port = 8080' > /etc/app/app.conf",
-         "--step", "echo broken > /etc/motd; rm -f /etc/app/app.conf; exit 7",
-         "--step", "echo 'welcome' > /etc/motd && cat /etc/app/app.conf"],
-        env=env, capture_output=True, text=True, timeout=600)
-    stop.set()
-    out = p.stdout
-    print(out)
+    argv = [sys.executable, AGENT, "--url", server.url, "--task", task, "--image", "tiny",
+            "--approval-timeout", "300"]
+    for s in STEPS:
+        argv += ["--step", s]
+    try:
+        p = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        stop.set()
+        t.join(30)
+    print(p.stdout)
     print(p.stderr, file=sys.stderr)
+    return p, box
+
+
+def test_example_agent_approved(server, client, reviewer, reviewer_token, agent_token):
+    task = "configure a motd and an app config"
+    p, box = _run_agent(server, agent_token.token, "approve", "looks right; ship it tonight",
+                        reviewer, agent_token.id, task)
+    out = p.stdout
     assert p.returncode == 0, p.stderr
     assert "[step 1] ok" in out
     assert "[step 2] failed with exit code 7: rolled back to step-2" in out
     # step 3 sees the state from before step 2 (the config file was restored)
     assert "stdout: port = 8080" in out and "[step 3] ok" in out
-    assert "change chg_" in out and ": unverified" in out
-    assert "ansible.builtin.copy" in out and '"/etc/app/app.conf"' in out
-    playbook = out.split("playbook agent-", 1)[1].split("approval", 1)[0]
+    assert "change chg_" in out and ": unverified (not rehearsed" in out
+    assert "files_added: " in out and "/etc/app/app.conf" in out
+    playbook = out.split("\nplaybook agent-", 1)[1].split("\napproval apr_", 1)[0]
+    assert "ansible.builtin.copy" in playbook and '"/etc/app/app.conf"' in playbook
     assert "welcome" in playbook and "broken" not in playbook      # the rolled-back step left nothing
-    if client.has_route("/v1/approvals"):
-        assert "reviewer's decision: approved" in out
-    else:
-        assert "no approvals endpoint" in out
-        assert "command history of the sandbox:" in out and "exit 7" in out
-    assert "destroyed" in out
+
+    asked, decided = box["asked"], box["decided"]
+    assert asked.kind == "change" and asked.summary == task and asked.change_id
+    assert asked.playbook and asked.playbook in out and len(asked.playbook_sha256) == 64
+    assert asked.details["agent"] == "example-agent" and len(asked.details["steps"]) == 3
+    assert asked.details["steps"][1]["outcome"] == "rolled back (exit 7)"
+    assert f"approval {asked.id} requested (kind change, playbook {asked.playbook}" in out
+    assert f"reviewer's decision: approved by {reviewer_token.id}" in out
+    assert "reviewer's comment: looks right; ship it tonight" in out
+    assert f"fluid approvals apply {asked.id}" in out
+    assert decided.state == "approved" and client.get_approval(asked.id).state == "approved"
+    assert out.rstrip().endswith("destroyed")
+    assert client.list_sandboxes(agent_id="example-agent").total == 0
+
+
+def test_example_agent_rejected(server, client, reviewer, agent_token):
+    p, box = _run_agent(server, agent_token.token, "reject", "no motd changes this week",
+                        reviewer, agent_token.id, "configure a motd (again)")
+    assert p.returncode == 3, p.stderr
+    assert "reviewer's decision: rejected" in p.stdout
+    assert "reviewer's comment: no motd changes this week" in p.stdout
+    assert box["decided"].state == "rejected"
     assert client.list_sandboxes(agent_id="example-agent").total == 0
