@@ -320,9 +320,17 @@ static int approval_create(FlApp *app, const FlApprovalAsk *ask, const char *pla
 
 int fl_approval_create(FlApp *app, const FlApprovalAsk *ask, struct json_object **ret, FlError *err)
 {
-	if (!ask)
-		return fl_error_set(err, -EINVAL, "no request");
-	return approval_create(app, ask, NULL, ret, err);
+	if (!ask || !ask->summary)
+		return fl_error_set(err, -EINVAL, "an approval needs a summary");
+	/* daemon callers pass what a guest or agent typed (a command line):
+	 * cleaned and cut here rather than refused */
+	_cleanup_free_ char *summary = fl_approval_text_clean(ask->summary, strlen(ask->summary),
+							      FL_APPROVAL_SUMMARY_MAX);
+	if (!summary)
+		return fl_error_set(err, -ENOMEM, "out of memory");
+	FlApprovalAsk a = *ask;
+	a.summary = summary;
+	return approval_create(app, &a, NULL, ret, err);
 }
 
 /* ---- HTTP helpers ----------------------------------------------------------- */

@@ -360,7 +360,7 @@ check "the file is on the host" test "$(on_prod 'grep -qx "approved by a human" 
 check "the user is on the host" test "$(on_prod 'id deployer && test -d /home/deployer')" = 0
 expect "apply twice" 409 "$REVIEWER" POST "/v1/approvals/$P4/apply" '{"hosts":["prod"]}'
 check "409: applied already" jtrue '"applied already" in d["error"]' <"$T/body"
-check "apply start and done are audited" test "$(q "SELECT string_agg(action || ':' || coalesce(details->>'state', ''), ',' ORDER BY id) FROM audit_events WHERE details->>'approval_id' = '$P4' AND action LIKE 'approval.apply.%'")" = "approval.apply.start:applying,approval.apply.done:applied"
+check "check run, apply start and done are audited" test "$(q "SELECT string_agg(action || ':' || coalesce(details->>'state', ''), ',' ORDER BY id) FROM audit_events WHERE details->>'approval_id' = '$P4' AND action LIKE 'approval.apply.%'")" = "approval.apply.check:,approval.apply.start:applying,approval.apply.done:applied"
 
 # an apply cut short by a crash is "interrupted", never re-run
 must "ask for prod-setup3 again" 201 "$AGENT" POST /v1/approvals '{"summary":"Apply prod-setup3","playbook":"prod-setup3"}'
