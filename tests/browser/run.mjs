@@ -48,6 +48,14 @@ for (const file of files) {
 		// Let late console messages arrive before judging.
 		await new Promise(r => setTimeout(r, 200));
 		const consoleErrors = pages.flatMap(p => p.fluidErrors);
+		if (err || consoleErrors.length) {
+			// What the page showed when the test failed, next to the other screenshots.
+			const slug = name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60);
+			let i = 0;
+			for (const p of pages) {
+				await p.screenshot({ path: path.join(env.artifacts, `FAIL-${slug}-${i++}.png`), fullPage: true }).catch(() => {});
+			}
+		}
 		for (const p of pages) await p.context().close().catch(() => {});
 		const secs = ((Date.now() - start) / 1000).toFixed(1);
 		if (!err && consoleErrors.length) err = new Error(`browser console errors: ${consoleErrors.join(' | ')}`);

@@ -31,6 +31,12 @@ command -v node >/dev/null || need "node is installed (scripts/deps.sh)"
 [ -f webui/node_modules/playwright-core/package.json ] || need "webui/node_modules has playwright-core (scripts/webui-deps.sh)"
 [ -f webui-dist/vendor/xterm/xterm.js ] || need "webui-dist/vendor/xterm is built (make webui)"
 
+badjs=""
+for f in $(find webui-dist/js tests/browser -name '*.js' -o -name '*.mjs' | sort); do
+	node --input-type=module --check <"$f" 2>/dev/null || badjs="$badjs $f"
+done
+check "every UI and test module parses${badjs:+ (not:$badjs)}" test -z "$badjs"
+
 T=$(mktemp -d /tmp/fluid-webui-XXXXXX)
 chmod 0755 "$T" # the cluster owner (user fluid when run as root) must reach it
 export FLUID_STATE_DIR=$T/state

@@ -118,8 +118,8 @@ function showSignIn(message) {
 		},
 	},
 	h('h1', h('img', { src: 'favicon.svg', alt: '', width: 32, height: 32 }), ' fluid'),
-	h('p.lead', 'Sign in with an API token. The admin token of a `make run` is in .state/admin.token; ',
-		'`fluid token create --role reviewer` makes more.'),
+	h('p.lead', 'Sign in with an API token. After ', h('code', 'make run'), ' the admin token is in ',
+		h('code', '.state/admin.token'), '; ', h('code', 'fluid token create --role reviewer'), ' makes more.'),
 	field('API token', input),
 	err,
 	btn);

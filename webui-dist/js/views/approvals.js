@@ -118,44 +118,6 @@ export async function render(main, _params, query) {
 	}
 
 	await load(true);
-			} finally { approve.disabled = reject.disabled = false; }
-		});
-		approve.addEventListener('click', () => act('approve', approve));
-		reject.addEventListener('click', () => act('reject', reject));
-		return h('div.decide', field('Comment', comment), h('div.actions', approve, reject));
-	}
-
-	function apply(a) {
-		const btn = h('button.primary', { type: 'button' }, 'Apply to production');
-		const out = h('pre.out.applyout', { tabindex: '0', hidden: true, 'aria-live': 'polite' });
-		btn.addEventListener('click', async () => {
-			if (!await confirmDialog('Apply to production?', 'The approved playbook runs against the production hosts of the configuration over SSH.', 'Apply', true)) return;
-			applying++;
-			out.hidden = false;
-			clear(out);
-			busy(btn, async () => {
-				try {
-					const res = await api('POST', `/v1/approvals/${enc(a.id)}/apply`, {}, { raw: true, accept: 'application/x-ndjson' });
-					const ct = res.headers.get('Content-Type') || '';
-					if (ct.includes('ndjson')) {
-						await readNdjson(res, obj => {
-							out.append(lineOf(obj));
-							out.scrollTop = out.scrollHeight;
-						});
-					} else {
-						out.append(JSON.stringify(await res.json(), null, 2));
-					}
-					toast('Apply finished');
-				} finally {
-					applying--;
-					setTimeout(() => load(true), 1500);
-				}
-			});
-		});
-		return h('div.applybox', h('div.actions', btn), out);
-	}
-
-	await load(true);
 	return () => { alive = false; clearTimeout(timer); };
 }
 

@@ -42,7 +42,13 @@ export async function render(main, [id, tab]) {
 	ctx.on = fn => { ctx.listeners.add(fn); return () => ctx.listeners.delete(fn); };
 	if (ctx.sandbox.state !== 'DESTROYED') connectEvents(ctx, ev => {
 		if (ev.type === 'state' && ev.data) {
+			const was = ctx.sandbox.state;
 			Object.assign(ctx.sandbox, pickState(ev.data));
+			// Running or not decides what the tabs can do: render the screen anew.
+			if ((was === 'RUNNING') !== (ctx.sandbox.state === 'RUNNING')) {
+				window.dispatchEvent(new HashChangeEvent('hashchange'));
+				return;
+			}
 			renderHead();
 		}
 		for (const fn of ctx.listeners) fn(ev);
@@ -89,16 +95,14 @@ function header(ctx, rerender) {
 	if (sb.state === 'RUNNING')
 		act.push(h('button', { type: 'button', onclick: ev => busy(ev.currentTarget, async () => {
 			await post(`/v1/sandboxes/${enc(id)}/stop`);
-			Object.assign(ctx.sandbox, (await get(`/v1/sandboxes/${enc(id)}`)).sandbox);
 			toast('Sandbox stopped');
-			rerender();
+			window.dispatchEvent(new HashChangeEvent('hashchange'));
 		}) }, 'Stop'));
 	if (sb.state === 'STOPPED' || sb.state === 'CREATED')
 		act.push(h('button', { type: 'button', onclick: ev => busy(ev.currentTarget, async () => {
 			await post(`/v1/sandboxes/${enc(id)}/start`);
-			Object.assign(ctx.sandbox, (await get(`/v1/sandboxes/${enc(id)}`)).sandbox);
 			toast('Sandbox started');
-			rerender();
+			window.dispatchEvent(new HashChangeEvent('hashchange'));
 		}) }, 'Start'));
 	if (sb.state !== 'DESTROYED')
 		act.push(h('button.danger', { type: 'button', onclick: async ev => {
