@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,12 +47,83 @@ def _qemus_under(path: str):
             yield int(pid)
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _production_host(tmp: str):
+    """A stand-in production host for the apply tests: an sshd of our own on
+    127.0.0.1 (keys, authorized_keys and config in tmp/prod, its host key
+    pinned in a known_hosts file), in a private mount namespace so that its
+    privilege separation directory /run/sshd is a tmpfs of its own. Returns
+    (Popen or None, the config's hosts: section, the dir the apply tests
+    write into). The apply tests only ever run playbooks they made
+    themselves, writing below tmp/prod/out."""
+    d = os.path.join(tmp, "prod")
+    out = os.path.join(d, "out")
+    os.makedirs(out)
+    port = _free_port()
+    for k in ("host_key", "apply_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "fluid-sdk-" + k,
+                        "-f", os.path.join(d, k)], check=True)
+    shutil.copy(os.path.join(d, "apply_key.pub"), os.path.join(d, "authorized_keys"))
+    with open(os.path.join(d, "host_key.pub")) as f:
+        hk = " ".join(f.read().split()[:2])
+    with open(os.path.join(d, "known_hosts"), "w") as f:
+        f.write(f"[127.0.0.1]:{port} {hk}\n")
+    cfg = os.path.join(d, "sshd_config")
+    with open(cfg, "w") as f:
+        f.write(f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {d}/host_key
+AuthorizedKeysFile {d}/authorized_keys
+PidFile none
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AllowUsers root
+Subsystem sftp internal-sftp
+""")
+    hosts = f"""hosts:
+  - name: prod-local
+    address: 127.0.0.1
+    port: {port}
+    user: root
+    ssh_key: {d}/apply_key
+    known_hosts: {d}/known_hosts
+"""
+    sshd = None
+    try:
+        sshd = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             'mount -t tmpfs -o mode=0755 fluid-sdk-run /run && mkdir -m 0755 /run/sshd && '
+             'exec /usr/sbin/sshd -D -e -f "$0"', cfg],
+            stdout=open(os.path.join(d, "sshd.log"), "wb"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL)
+        for _ in range(100):
+            if sshd.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+    except OSError:
+        pass  # the apply tests then fail with the host unreachable
+    return sshd, hosts, out
+
+
 class Server:
     def __init__(self, url: str, token: str, state: str, tmp: str):
         self.url = url
         self.token = token
         self.state = state
         self.tmp = tmp
+        self.prod_out = ""
 
     def client(self, token=None, **kw) -> fluid.Client:
         return fluid.Client(self.url, self.token if token is None else token, **kw)
@@ -72,6 +144,7 @@ def server():
     real = os.path.realpath(tiny)
     os.symlink(real, os.path.join(images, "tiny"))
     os.symlink(real, os.path.join(images, "ubuntu-base"))
+    sshd, hosts, prod_out = _production_host(tmp)
     with open(os.path.join(tmp, "config.yaml"), "w") as f:
         f.write(f"""server:
   listen: 127.0.0.1:0
@@ -90,7 +163,7 @@ policies:
       deny: ["shutdown", "reboot"]
       approval: ["touch /tmp/approve-me*"]
       approval_timeout_sec: 120
-""")
+{hosts}""")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLUID_") and k != "DATABASE_URL"}
     env["FLUID_STATE_DIR"] = state
     proc = None
@@ -126,6 +199,7 @@ policies:
         with open(os.path.join(state, "admin.token")) as f:
             token = f.read().strip()
         srv = Server(url, token, state, tmp)
+        srv.prod_out = prod_out
         srv.pg_url = db
         yield srv
     finally:
@@ -138,6 +212,13 @@ policies:
                 proc.wait()
         if pg:
             subprocess.run([PG, "stop"], env=env, capture_output=True, timeout=120)
+        if sshd is not None and sshd.poll() is None:
+            sshd.terminate()
+            try:
+                sshd.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                sshd.kill()
+                sshd.wait()
         for pid in list(_qemus_under(tmp)):
             try:
                 os.kill(pid, signal.SIGKILL)

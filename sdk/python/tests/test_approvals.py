@@ -3,10 +3,12 @@
 change), list, get, long-poll wait, approve/reject with a comment by a
 reviewer (a second client whose token the admin made), the refusals an
 agent token gets (Forbidden, audited), deciding twice (Conflict), the
-README's blocking /api/v1/human/ask, and the apply refusals (nothing is
+README's blocking /api/v1/human/ask, the apply refusals (nothing is
 applied without an approval, a playbook changed after the approval is
-refused, no production host configured)."""
+refused) and a real production apply (streamed and not) to the stand-in
+production host of conftest.py."""
 
+import os
 import re
 import threading
 import time
@@ -220,25 +222,82 @@ def test_change_approval_pins_the_playbook(client, agent, reviewer):
         with pytest.raises(fluid.Forbidden):
             agent.apply_stream(a.id)
 
-        ok = reviewer.approve(a.id, "config only, fine")
-        assert ok.state == "approved" and ok.playbook_sha256 == a.playbook_sha256
-        # this server has no production hosts: 409 and the approval stays approved
-        with pytest.raises(fluid.Conflict) as ei:
-            reviewer.apply_approval(a.id)
-        assert "no production hosts" in ei.value.message
-        with pytest.raises(fluid.Conflict):
-            reviewer.apply_stream(a.id, check=True)
-        assert reviewer.get_approval(a.id).state == "approved"
-
-        # a playbook edited after the approval is refused (and audited)
+        # a playbook edited after the approval is refused (and audited). (This
+        # server has a production host, conftest.py: this playbook, made
+        # from a sandbox, must never reach it, so it is edited before the
+        # approval is ever applied.)
         client.add_task(ch.playbook, {"name": "sneaky", "module": "copy",
                                       "params": {"dest": "/etc/motd", "content": "pwned\n"}})
+        ok = reviewer.approve(a.id, "config only, fine")
+        assert ok.state == "approved" and ok.playbook_sha256 == a.playbook_sha256
         with pytest.raises(fluid.Conflict) as ei:
             reviewer.apply_approval(a.id)
         assert "changed after approval" in ei.value.message
+        with pytest.raises(fluid.Conflict):
+            reviewer.apply_stream(a.id, check=True)
+        assert reviewer.get_approval(a.id).state == "approved"
         refused = client.audit(action="approval.apply.refused", limit=1000)
         assert any(e.details.get("approval_id") == a.id for e in refused)
         client.delete_playbook(ch.playbook)
+
+
+def test_apply_to_production(server, client, agent, reviewer, reviewer_token):
+    """A real apply: ansible-playbook over SSH to the stand-in production
+    host of conftest.py (an sshd on 127.0.0.1 with a pinned host key), of a
+    playbook that writes one file below the test's temporary dir."""
+    target = os.path.join(server.prod_out, "applied.txt")
+    client.create_playbook("sdk-apply", hosts="all", become=False, tasks=[
+        {"name": "marker", "module": "copy",
+         "params": {"dest": target, "content": "applied by fluid\n", "mode": "0644"}}])
+    a = agent.request_approval("write the marker file", playbook="sdk-apply")
+    assert a.kind == "change" and a.playbook == "sdk-apply"
+
+    # a check run (--check --diff) of a pending approval changes nothing
+    with reviewer.apply_stream(a.id, check=True) as st:
+        lines = [c.text for c in st]
+    res = st.result
+    assert isinstance(res, fluid.ApplyOutcome) and res.check and res.ok, res.output
+    assert res.state == "pending" and res.approval.pending
+    assert res.result.check and res.result.hosts == ["prod-local"]
+    assert any("PLAY RECAP" in line for line in lines) and "PLAY RECAP" in res.output
+    assert not os.path.exists(target)
+
+    reviewer.approve(a.id, "marker ok")
+    with pytest.raises(fluid.BadRequest):
+        reviewer.apply_approval(a.id, hosts=["no-such-host"])
+    assert reviewer.get_approval(a.id).state == "approved"
+
+    # the apply, its output streamed as ansible-playbook prints it
+    with reviewer.apply_stream(a.id, hosts=["prod-local"]) as st:
+        assert st.approval_id == a.id
+        lines = [c.text for c in st]
+    out = st.result
+    assert out.ok and out.state == "applied" and out.exit_code == 0 and not out.error, out.output
+    assert any(line.startswith("PLAY RECAP") for line in lines)
+    done = out.approval
+    assert done.state == "applied" and isinstance(done.apply, fluid.ApplyResult)
+    assert done.apply.ok and done.apply.hosts == ["prod-local"]
+    assert done.apply.recap["prod-local"]["changed"] == 1
+    assert done.apply.recap["prod-local"]["failed"] == 0
+    assert done.apply.applied_by == reviewer_token.id
+    assert done.apply.playbook_sha256 == a.playbook_sha256
+    with open(target) as f:
+        assert f.read() == "applied by fluid\n"
+    # applied at most once
+    with pytest.raises(fluid.Conflict) as ei:
+        reviewer.apply_approval(a.id)
+    assert "applied already" in ei.value.message
+
+    # a new approval, applied without streaming: nothing left to change
+    b = agent.request_approval("the marker again", playbook="sdk-apply")
+    reviewer.approve(b.id)
+    out = reviewer.apply_approval(b.id)
+    assert out.ok and out.state == "applied" and not out.check
+    assert out.result.recap["prod-local"]["changed"] == 0
+    assert "PLAY RECAP" in out.result.output_tail
+    ev = client.audit(action="approval.apply.done", limit=1000)
+    assert {a.id, b.id} <= {e.details.get("approval_id") for e in ev}
+    client.delete_playbook("sdk-apply")
 
 
 def test_error_429_maps_to_too_many_requests():
