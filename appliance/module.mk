@@ -19,11 +19,13 @@ FL_APP_LIBS := $(call fl_lib_if,libengine.a,appliance/engine/module.mk) $(FL_APP
 
 FL_CIVETWEB_LIBS := -lcivetweb
 FL_SYS_LIBS := $(FL_CIVETWEB_LIBS) $(shell pkg-config --libs json-c yaml-0.1 libpq liburing libssh 2>/dev/null || echo -ljson-c -lyaml -lpq -luring -lssh) -lpthread -ldl
+# libvirt: only `fluid provision network` (cli-provision.c) uses it.
+FL_VIRT_LIBS := $(shell pkg-config --libs libvirt 2>/dev/null || echo -lvirt)
 FL_CMOCKA := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 $(B)/fluid: $(FL_APP_OBJS) $(FL_APP_LIBS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $(FL_APP_OBJS) -Wl,--start-group $(FL_APP_LIBS) -Wl,--end-group $(FL_SYS_LIBS)
+	$(CC) $(CFLAGS) -o $@ $(FL_APP_OBJS) -Wl,--start-group $(FL_APP_LIBS) -Wl,--end-group $(FL_SYS_LIBS) $(FL_VIRT_LIBS)
 
 BINS += $(B)/fluid
 
@@ -52,6 +54,12 @@ $(B)/tests/unit/test-policy: $(B)/asan/tests/unit/test-policy.o $(FL_CONFIG_ASAN
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
 UNIT_TESTS += $(if $(wildcard tests/unit/test-policy.c),$(B)/tests/unit/test-policy)
+
+# tmux through the agent (tmux.c), with a fake engine in the test.
+$(B)/tests/unit/test-tmux: $(B)/asan/tests/unit/test-tmux.o $(B)/asan/appliance/tmux.o $(B)/libcommon-asan.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(FL_CMOCKA) $(FL_SYS_LIBS)
+UNIT_TESTS += $(if $(wildcard tests/unit/test-tmux.c),$(B)/tests/unit/test-tmux)
 
 $(B)/fuzz/appliance/policy.o $(B)/fuzz/tests/fuzz/fuzz-policy-shell.o: \
 	WARN := $(filter-out -Wno-format-truncation,$(WARN))
