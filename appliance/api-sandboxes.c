@@ -116,8 +116,9 @@ static int post_sandboxes(FlHttpReq *req)
 		return fl_http_fail(req, -EINVAL, "invalid image name '%s'", image);
 	if (name && !fl_api_name_ok(name, 63))
 		return fl_http_fail(req, -EINVAL, "invalid vm_name: use 1-63 letters, digits, '-' or '_'");
-	if (network && strcmp(network, "nat") && strcmp(network, "none") && strcmp(network, "allowlist"))
-		return fl_http_fail(req, -EINVAL, "network must be \"nat\", \"none\" or \"allowlist\"");
+	if (network && strcmp(network, "nat") && strcmp(network, "none") && strcmp(network, "allowlist") &&
+	    strcmp(network, "tap"))
+		return fl_http_fail(req, -EINVAL, "network must be \"nat\", \"none\", \"allowlist\" or \"tap\"");
 	if (boot && strcmp(boot, "cold") && strcmp(boot, "clone"))
 		return fl_http_fail(req, -EINVAL, "boot must be \"clone\" or \"cold\"");
 	if (!!from_sb != !!from_snap)
@@ -402,10 +403,12 @@ static int get_ip(FlHttpReq *req)
 		return fl_http_fail(req, -EBUSY, "sandbox %s is %s, not RUNNING: it has no address",
 				    id, state ? state : "unknown");
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "ip_address", json_object_new_string(FL_GUEST_IP));
+	/* tap: the bridge's DHCP lease, reachable from the host; user-mode
+	 * networking: an address private to the sandbox (docs/api-notes.md) */
+	struct json_object *ip = json_object_object_get(rec, "ip_address");
+	json_object_object_add(o, "ip_address", ip ? json_object_get(ip) : json_object_new_string(FL_GUEST_IP));
 	json_object_object_add(o, "network", json_object_get(json_object_object_get(rec, "network")));
-	/* user-mode networking: the address is private to the sandbox (docs/api-notes.md) */
-	json_object_object_add(o, "reachable_from_host", json_object_new_boolean(0));
+	json_object_object_add(o, "reachable_from_host", json_object_new_boolean(ip != NULL));
 	return fl_http_send_json(req, 200, o);
 }
 FL_ROUTE(get_ip, "GET", "/v1/sandboxes/{id}/ip", FL_ROLE_AGENT);

@@ -294,6 +294,31 @@ static int images_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn
 	return unknown(c, "images", key, kn);
 }
 
+static int network_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn, void *ud)
+{
+	FlConfig *cfg = ud;
+	if (!strcmp(key, "bridge")) {
+		int r = get_string(c, "network.bridge", vn, &cfg->network.bridge);
+		if (r < 0)
+			return r;
+		if (!valid_name(cfg->network.bridge) || strlen(cfg->network.bridge) > 15)
+			return cerr(c, vn, "network.bridge: '%s' is not a valid interface name (1-15 characters)",
+				    cfg->network.bridge);
+		return 0;
+	}
+	if (!strcmp(key, "libvirt_uri"))
+		return get_string(c, "network.libvirt_uri", vn, &cfg->network.libvirt_uri);
+	if (!strcmp(key, "name")) {
+		int r = get_string(c, "network.name", vn, &cfg->network.name);
+		if (r == 0 && !valid_name(cfg->network.name))
+			return cerr(c, vn, "network.name: '%s' is not a valid name", cfg->network.name);
+		return r;
+	}
+	if (!strcmp(key, "subnet"))
+		return get_string(c, "network.subnet", vn, &cfg->network.subnet);
+	return unknown(c, "network", key, kn);
+}
+
 static int host_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn, void *ud)
 {
 	FlHostConfig *h = ud;
@@ -477,6 +502,8 @@ static int top_pair(Ctx *c, const char *key, yaml_node_t *kn, yaml_node_t *vn, v
 		return walk_mapping(c, "limits", vn, limits_pair, cfg);
 	if (!strcmp(key, "images"))
 		return walk_mapping(c, "images", vn, images_pair, cfg);
+	if (!strcmp(key, "network"))
+		return walk_mapping(c, "network", vn, network_pair, cfg);
 	if (!strcmp(key, "hosts"))
 		return parse_hosts(c, cfg, vn);
 	if (!strcmp(key, "policies"))
@@ -831,6 +858,10 @@ void fl_config_free(FlConfig *cfg)
 	free(cfg->state_dir);
 	free(cfg->qemu);
 	free(cfg->images.dir);
+	free(cfg->network.bridge);
+	free(cfg->network.libvirt_uri);
+	free(cfg->network.name);
+	free(cfg->network.subnet);
 	free(cfg->images.default_image);
 	for (size_t i = 0; i < cfg->n_policies; i++)
 		fl_policy_free(cfg->policies[i]);

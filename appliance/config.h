@@ -85,6 +85,16 @@ typedef struct FlConfig {
 		unsigned pool_size;  /* warm clones kept ready per image and shape, default 2 */
 	} images;
 
+	/* Tap networking (docs/config.md "network"): the libvirt NAT network
+	 * `fluid provision network` defines, and the bridge sandboxes with
+	 * network "tap" join. */
+	struct {
+		char *bridge;      /* NULL = tap networking unavailable */
+		char *libvirt_uri; /* default qemu:///system */
+		char *name;        /* libvirt network name, default "fluid" */
+		char *subnet;      /* IPv4 /24 "A.B.C.0/24", default 10.213.0.0/24 */
+	} network;
+
 	FlLogLevel log_level; /* default info */
 
 	/* Safety policies (policy.h, docs/policies.md), in file order. There is

@@ -201,7 +201,9 @@ struct json_object *fl_api_sandbox_json(struct json_object *rec)
 	json_object_object_add(o, "sandbox_name", copy_field(rec, "sandbox_name"));
 	json_object_object_add(o, "base_image", copy_field(rec, "base_image"));
 	json_object_object_add(o, "network", copy_field(rec, "network"));
-	json_object_object_add(o, "ip_address", running ? json_object_new_string(FL_GUEST_IP) : NULL);
+	struct json_object *ip = json_object_object_get(rec, "ip_address"); /* tap */
+	json_object_object_add(o, "ip_address", !running ? NULL : ip ? json_object_get(ip)
+							 : json_object_new_string(FL_GUEST_IP));
 	json_object_object_add(o, "state", json_object_new_string(state));
 	json_object_object_add(o, "ttl_seconds", copy_field(rec, "ttl_seconds"));
 	json_object_object_add(o, "created_at", fl_api_time_json(int_field(rec, "created_at")));
@@ -543,6 +545,7 @@ static int engine_start(FlApp *app, FlError *err)
 		.default_memory_mb = cfg->limits.memory_mb,
 		.default_vcpus = cfg->limits.vcpus,
 		.pool_size = cfg->images.pool_size,
+		.tap_bridge = cfg->network.bridge,
 		.on_event = on_engine_event,
 		.userdata = s,
 	};

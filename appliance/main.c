@@ -25,6 +25,7 @@ int fl_cmd_playbook(int argc, char **argv); /* cli-playbook.c */
 int fl_cmd_diff(int argc, char **argv); /* cli-diff.c */
 int fl_cmd_approvals(int argc, char **argv); /* cli-approvals.c */
 int fl_cmd_policy(int argc, char **argv); /* cli-policy.c */
+int fl_cmd_provision(int argc, char **argv); /* cli-provision.c */
 
 static const Command commands[] = {
 	{"serve", fl_cmd_serve, "run the server (REST API, web UI, sandbox engine)"},
@@ -39,6 +40,7 @@ static const Command commands[] = {
 	{"approvals", fl_cmd_approvals, "list, show, approve, reject and apply approvals (reviewer)"},
 	{"audit", fl_cmd_audit, "show the audit log, or verify its hash chain"},
 	{"policy", fl_cmd_policy, "show safety policies; assign them to tokens and sandboxes (admin)"},
+	{"provision", fl_cmd_provision, "define the libvirt NAT network for tap networking (root)"},
 	{"routes", fl_cmd_routes, "list the API routes this binary serves (tests, docs)"},
 	{"version", cmd_version, "print the version"},
 	{"help", cmd_help, "show this help"},

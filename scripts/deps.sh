@@ -10,7 +10,8 @@ qemu-system-x86 qemu-utils postgresql postgresql-client ansible-core
 mmdebstrap e2fsprogs tmux busybox-static cpio zstd kmod
 openssh-client openssh-server python3 python3-pytest curl iproute2
 xz-utils ansible-lint yamllint libssl-dev procps
-chromium fonts-dejavu-core"
+chromium fonts-dejavu-core
+libvirt-dev libvirt-daemon-system dnsmasq-base iptables"
 
 missing=""
 for p in $PKGS; do

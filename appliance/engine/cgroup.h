@@ -34,4 +34,11 @@ int fl_egress_restrict(const char *id, pid_t pid, const FlNetAllow *allow, size_
 		       FlError *err);
 void fl_egress_remove(const char *id);
 
+/*
+ * tap.c: a new tap device, up, an isolated port of bridge; returns its fd
+ * (for QEMU's -netdev tap,fd=) or -errno. The device goes away with the
+ * last fd.
+ */
+int fl_tap_open(const char *bridge, FlError *err);
+
 #endif

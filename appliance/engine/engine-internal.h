@@ -62,6 +62,7 @@ typedef struct Sandbox {
 	char network[16];               /* "nat", "none", "allowlist" */
 	FlNetAllow net_allow[FL_NET_ALLOW_MAX]; /* "allowlist" */
 	size_t n_net_allow;
+	char ip[16];                   /* "tap": the guest's address from the bridge's DHCP */
 	char boot[8];                  /* "clone" or "cold" */
 	char template_dir[512];        /* template used by a clone, "" if cold */
 	SbState state;

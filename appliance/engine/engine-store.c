@@ -99,6 +99,8 @@ struct json_object *sb_to_json(const Sandbox *sb, bool internal)
 	json_object_object_add(o, "job_id", json_object_new_string(sb->job_id));
 	json_object_object_add(o, "base_image", json_object_new_string(sb->base_image));
 	json_object_object_add(o, "network", json_object_new_string(sb->network));
+	if (sb->ip[0])
+		json_object_object_add(o, "ip_address", json_object_new_string(sb->ip));
 	if (!strcmp(sb->network, "allowlist")) {
 		struct json_object *a = json_object_new_array();
 		for (size_t i = 0; i < sb->n_net_allow; i++) {
@@ -166,6 +168,7 @@ int sb_from_json(struct json_object *o, Sandbox *sb, FlError *err)
 	r |= get_str(o, "boot", sb->boot, sizeof(sb->boot), true);
 	r |= get_str(o, "state", state, sizeof(state), true);
 	r |= get_str(o, "head", sb->head, sizeof(sb->head), false);
+	r |= get_str(o, "ip_address", sb->ip, sizeof(sb->ip), false);
 	r |= get_str(o, "template_dir", sb->template_dir, sizeof(sb->template_dir), false);
 	r |= get_str(o, "active", sb->active, sizeof(sb->active), false);
 	r |= get_str(o, "pending", sb->pending, sizeof(sb->pending), false);

@@ -206,6 +206,7 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 	char ram[800];
 	snprintf(ram, sizeof(ram), "%s/ram", build);
 	FlVmSpec spec = {
+		.tap_fd = -1,
 		.run_dir = build, .accel = e->cfg.accel, .vcpus = t->vcpus, .memory_mb = t->memory_mb,
 		.kernel = img->kernel, .initrd = img->initrd, .cmdline = img->cmdline, .disk = disk,
 		.ram_path = ram, .ram_shared = true, .boot = FL_BOOT_COLD, .tb_size_mb = e->cfg.tb_size_mb,

@@ -324,6 +324,8 @@ static int enter_root(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
  * Boots the sandbox's VM on its active layer: cold, from its template
  * (clone), or from a checkpoint's state file. Waits for the agent.
  */
+static int tap_lease(FlEngine *e, Sandbox *sb, FlError *err);
+
 static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_file, FlError *err)
 {
 	Image img;
@@ -346,14 +348,19 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 	} else if (kind == BOOT_STATE) {
 		snprintf(statef, sizeof(statef), "%s", state_file);
 	}
+	bool tap = !strcmp(sb->network, "tap");
+	_cleanup_close_ int tap_fd = tap ? fl_tap_open(e->cfg.tap_bridge, err) : -1;
+	if (tap && tap_fd < 0)
+		return tap_fd;
 	FlVmSpec spec = {
+		.tap_fd = tap_fd,
 		.run_dir = sb->dir, .accel = e->cfg.accel, .vcpus = sb->vcpus, .memory_mb = sb->memory_mb,
 		.kernel = img.kernel, .initrd = img.initrd, .cmdline = img.cmdline, .disk = disk,
 		.ram_path = ram[0] ? ram : NULL, .ram_shared = false,
 		.boot = kind == BOOT_COLD ? FL_BOOT_COLD : FL_BOOT_INCOMING,
 		.incoming_path = statef[0] ? statef : NULL,
 		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = e->cfg.tb_size_mb,
-		.ssh_port = free_port(),
+		.ssh_port = tap ? 0 : free_port(),
 	};
 	sb->ssh_port = spec.ssh_port;
 	uint64_t t = 0;
@@ -380,6 +387,8 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		r = fl_vm_incoming(&sb->vm, err);
 		fl_trace("incoming", &t);
 		if (r < 0) {
+			fl_vm_wait_exit(&sb->vm, 1000); /* QEMU says why on its way out */
+			qemu_error(sb, err);
 			vm_stop(e, sb);
 			return r;
 		}
@@ -400,9 +409,59 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 	}
 	r = enter_root(e, sb, &img, err);
 	fl_trace("root", &t);
+	if (r >= 0 && tap)
+		r = tap_lease(e, sb, err);
 	if (r < 0)
 		vm_stop(e, sb);
 	return r;
+}
+
+static void collect(int stream, const void *buf, size_t len, void *ud)
+{
+	char *out = ud; /* 64 bytes: an address is all we want */
+	size_t have = strlen(out);
+	if (stream == 1 && have < 63)
+		strncat(out, buf, len < 63 - have ? len : 63 - have);
+}
+
+/*
+ * network "tap": every clone of a template starts with the template's MAC
+ * and lease, so the guest's NIC gets the sandbox's own MAC (derived from
+ * its id, stable across restores) and a fresh lease from the bridge's DHCP
+ * server; *sb->ip is what the guest then reports (validated: it is guest
+ * output).
+ */
+static int tap_lease(FlEngine *e, Sandbox *sb, FlError *err)
+{
+	char script[1400], out[64] = "";
+	snprintf(script, sizeof(script),
+		 "dev=; for d in /sys/class/net/*; do n=${d##*/}; [ \"$n\" = lo ] || { dev=$n; break; }; done\n"
+		 "[ -n \"$dev\" ] || exit 3\n"
+		 "pkill udhcpc 2>/dev/null; pkill dhclient 2>/dev/null\n"
+		 "ip link set dev \"$dev\" down; ip addr flush dev \"$dev\"\n"
+		 "ip link set dev \"$dev\" address 52:54:%.2s:%.2s:%.2s:%.2s || exit 4\n"
+		 "ip link set dev \"$dev\" up\n"
+		 "if [ -d /run/systemd/system ]; then systemctl restart systemd-networkd\n"
+		 "elif command -v udhcpc >/dev/null; then udhcpc -i \"$dev\" -b -t 10 -T 1 "
+		 "-s /usr/share/udhcpc/default.script >/dev/null 2>&1 </dev/null\n"
+		 "else dhclient -1 \"$dev\"; fi\n"
+		 "for i in $(seq 150); do set -- $(ip -4 -o addr show dev \"$dev\"); a=${4%%%%/*}\n"
+		 "[ -n \"$a\" ] && { echo \"$a\"; exit 0; }; sleep 0.2; done; exit 5\n",
+		 sb->id, sb->id + 2, sb->id + 4, sb->id + 6);
+	FlExecSpec x = {.shell = script, .timeout_ms = 40000};
+	FlExecResult res;
+	int r = ea_exec(e, sb, &x, collect, out, &res, err);
+	if (r < 0)
+		return fl_error_prefix(err, "tap network set-up");
+	out[strcspn(out, "\n")] = 0;
+	struct in_addr a;
+	if (res.exit_code != 0 || inet_pton(AF_INET, out, &a) != 1)
+		return fl_error_set(err, -ENETUNREACH, "tap network: the guest got no address from the "
+						       "bridge's DHCP server (exit %d)", res.exit_code);
+	pthread_mutex_lock(&e->lock);
+	snprintf(sb->ip, sizeof(sb->ip), "%s", out);
+	pthread_mutex_unlock(&e->lock);
+	return 0;
 }
 
 /* How to boot a sandbox on a disk without saved RAM: from its template
@@ -508,8 +567,11 @@ static int validate_spec(FlEngine *e, const FlSandboxSpec *s, FlError *err)
 	if (s->name && !fl_name_valid(s->name, 63, false))
 		return fl_error_set(err, -EINVAL, "invalid sandbox name: use 1-63 letters, digits, '-' or '_'");
 	if (s->network && strcmp(s->network, "nat") && strcmp(s->network, "none") &&
-	    strcmp(s->network, "allowlist"))
-		return fl_error_set(err, -EINVAL, "network must be \"nat\", \"none\" or \"allowlist\"");
+	    strcmp(s->network, "allowlist") && strcmp(s->network, "tap"))
+		return fl_error_set(err, -EINVAL, "network must be \"nat\", \"none\", \"allowlist\" or \"tap\"");
+	if (s->network && !strcmp(s->network, "tap") && !e->cfg.tap_bridge)
+		return fl_error_set(err, -EINVAL, "network tap needs network.bridge in the configuration "
+						  "(see `fluid provision network`)");
 	if (s->n_net_allow && (!s->network || strcmp(s->network, "allowlist")))
 		return fl_error_set(err, -EINVAL, "net_allow needs network \"allowlist\"");
 	if (s->n_net_allow > FL_NET_ALLOW_MAX)
@@ -858,8 +920,9 @@ int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **r
 	int r = validate_spec(e, s, err);
 	if (r < 0)
 		return r;
-	/* An allowlist must be in place before the guest runs: never pooled. */
-	bool pooled = !s->network || strcmp(s->network, "allowlist");
+	/* Pooled clones have user networking; an allowlist must be in place
+	 * before the guest runs. */
+	bool pooled = !s->network || !strcmp(s->network, "nat") || !strcmp(s->network, "none");
 	if (e->cfg.pool_size && pooled && !s->from_sandbox && !s->cold_boot && !s->no_start) {
 		Image img;
 		r = image_load(e, s->base_image, &img, err);

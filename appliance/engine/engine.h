@@ -35,6 +35,7 @@ typedef struct FlEngineConfig {
 	unsigned boot_timeout_ms; /* cold boot to agent ready; 0 = 300000 */
 	unsigned max_snapshots;  /* per sandbox; 0 = 64 */
 	unsigned pool_size;      /* warm clones kept ready per image and shape; 0 = none */
+	const char *tap_bridge;  /* bridge for network "tap" (fluid provision network); NULL = none */
 	/* Optional: called (from any thread) after every state change. */
 	void (*on_event)(const char *sandbox_id, const char *event, struct json_object *data,
 			 void *userdata);
@@ -64,7 +65,7 @@ typedef struct FlSandboxSpec {
 	uint64_t ttl_seconds;    /* 0 = no TTL */
 	bool cold_boot;          /* boot: cold (bench baseline) instead of a template clone */
 	bool no_start;           /* create only (state CREATED) */
-	const char *network;     /* "nat" (default), "none" or "allowlist" */
+	const char *network;     /* "nat" (default), "none", "allowlist" or "tap" */
 	/* "allowlist": outbound TCP/UDP only to these destinations (enforced
 	 * on the QEMU process by the host kernel, docs/engine.md "Networking"). */
 	const struct FlNetAllow *net_allow;

@@ -28,7 +28,7 @@
 extern char **environ;
 
 #define QEMU_BIN "qemu-system-x86_64"
-enum { FD_QMP = 3, FD_AGENT = 4, FD_INCOMING = 5, FD_FIRST_FREE = 6 };
+enum { FD_QMP = 3, FD_AGENT = 4, FD_INCOMING = 5, FD_TAP = 6, FD_FIRST_FREE = 7 };
 
 static int pidfd_open_(pid_t pid)
 {
@@ -116,7 +116,14 @@ static int build_argv(const FlVmSpec *s, const FlVm *vm, Argv *a)
 	r |= arg(a, "-device"), r |= arg(a, "virtio-serial-pci,id=vser0");
 	r |= arg(a, "-chardev"), r |= arg(a, "socket,id=agent0,fd=%d,server=on,wait=off", FD_AGENT);
 	r |= arg(a, "-device"), r |= arg(a, "virtserialport,chardev=agent0,name=org.fluid.agent.0");
-	if (s->ssh_port > 0)
+	/* The backend may differ from the template's (a tap without
+	 * IFF_VNET_HDR offers the guest the same features as user networking),
+	 * but the template's saved state carries libslirp's own section: an
+	 * unattached, fully restricted user netdev takes it. */
+	if (s->tap_fd >= 0) {
+		r |= arg(a, "-netdev"), r |= arg(a, "tap,id=net0,fd=%d", FD_TAP);
+		r |= arg(a, "-netdev"), r |= arg(a, "user,id=slirp0,restrict=on");
+	} else if (s->ssh_port > 0)
 		r |= arg(a, "-netdev"), r |= arg(a, "user,id=net0%s,hostfwd=tcp:127.0.0.1:%d-:22",
 						  s->net_none ? ",restrict=on" : "", s->ssh_port);
 	else
@@ -180,6 +187,8 @@ int fl_vm_spawn(const FlVmSpec *s, FlVm *vm, FlError *err)
 	posix_spawn_file_actions_adddup2(&fa, agent, FD_AGENT);
 	if (incoming >= 0)
 		posix_spawn_file_actions_adddup2(&fa, incoming, FD_INCOMING);
+	if (s->tap_fd >= 0)
+		posix_spawn_file_actions_adddup2(&fa, s->tap_fd, FD_TAP);
 	posix_spawn_file_actions_addclosefrom_np(&fa, FD_FIRST_FREE);
 	sigset_t none;
 	sigemptyset(&none);

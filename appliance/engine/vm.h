@@ -37,6 +37,7 @@ typedef struct FlVmSpec {
 	FlBootMode boot;
 	const char *incoming_path; /* state file for FL_BOOT_INCOMING */
 	bool net_none;         /* user networking with restrict=on (no egress) */
+	int tap_fd;            /* >= 0: tap backend (fl_tap_open) instead of user networking */
 	int ssh_port;          /* host port forwarded to guest :22, 0 = none */
 	unsigned tb_size_mb;   /* TCG translation buffer, 0 = QEMU default */
 } FlVmSpec;
