@@ -669,7 +669,12 @@ static void resolve(P *p, char **argv, const unsigned char *wf, size_t argc, boo
 			emit(p, argv, argc, true, "su without -c starts a shell", false, depth);
 		return;
 	}
-	emit(p, argv, argc, false, NULL, dynamic, depth);
+	/* an argument that is an expansion or a glob can be anything at run time */
+	bool dyn_args = dynamic;
+	for (size_t i = 1; wf && i < argc; i++)
+		if (wf[i] & (WF_EXPANDED | WF_GLOB))
+			dyn_args = true;
+	emit(p, argv, argc, false, NULL, dyn_args, depth);
 	if (!strcmp(base, "find")) {
 		resolve_find(p, argv, wf, argc, depth, wrap);
 		return;

@@ -34,7 +34,10 @@
  *     builtin, time, xargs, busybox, flock, strace/ltrace, unshare,
  *     nsenter, find -exec; the wrapped program is the command (the wrapper
  *     is checked too). `sh -c STRING` (and bash, dash, zsh, ksh, ash, su -c)
- *     is parsed recursively, at most FL_SHELL_MAX_DEPTH deep.
+ *     is parsed recursively, at most FL_SHELL_MAX_DEPTH deep. A command
+ *     whose arguments are not all known before it runs (xargs, find -exec
+ *     {}, an argument that is an expansion or a glob) also matches a deny
+ *     or approval pattern with arguments by the pattern's program alone.
  *
  *   paths: fl_policy_path_normalize() removes ".", ".." and "//" lexically;
  *     the caller resolves symlinks inside the guest (api-policies.c) and
@@ -136,7 +139,7 @@ typedef struct FlShellCmd {
 	char **argv;      /* words after assignments, quotes removed; NULL-terminated */
 	size_t argc;
 	bool opaque;      /* not resolvable statically; reason says why */
-	bool dynamic_args; /* more arguments come at run time (xargs, find -exec {}) */
+	bool dynamic_args; /* arguments not known before it runs (xargs, $X, globs) */
 	char reason[96];
 	unsigned depth;   /* nesting level it was found at */
 } FlShellCmd;

@@ -184,6 +184,11 @@ static void test_deny_table(void **state)
 		{"echo / | xargs -0 rm -rf", D},
 		{"{ ls; }", A},
 		{"command -v rm", A},
+		{"D=/dev/sda; dd if=/dev/zero of=$D", D}, /* argument known only at run time */
+		{"dd if=/dev/zero of=/dev/s[d]a", D},     /* glob in an argument */
+		{"dd if=/dev/zero of=/tmp/x", A},
+		{"apt-get install $PKG", Q},
+		{"ls $HOME", A},
 	};
 	run_table(DENY_POLICY, cases, sizeof(cases) / sizeof(cases[0]));
 }
