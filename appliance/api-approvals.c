@@ -302,8 +302,9 @@ static int approval_create(FlApp *app, const FlApprovalAsk *ask, const char *pla
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();
 	json_object_object_add(d, "approval_id", json_object_new_string(id));
 	json_object_object_add(d, "kind", json_object_new_string(kind));
-	json_object_object_add(d, "summary", json_object_new_string_len(ask->summary,
-		(int)(strlen(ask->summary) > 300 ? 300 : strlen(ask->summary))));
+	/* a prefix for the audit row, never cut inside a UTF-8 sequence */
+	_cleanup_free_ char *brief = fl_approval_text_clean(ask->summary, strlen(ask->summary), 300);
+	json_object_object_add(d, "summary", json_object_new_string(brief ? brief : ""));
 	if (a.change_id)
 		json_object_object_add(d, "change_id", json_object_new_string(a.change_id));
 	if (a.playbook) {
@@ -1066,6 +1067,8 @@ static int post_apply(FlHttpReq *req)
 	if ((r = fl_db_approval_get(req->app->db, id, &cur, &err)) < 0)
 		return fl_api_fail(req, r, &err);
 	const char *state = jstr(cur, "state"), *sandbox = jstr(cur, "sandbox_id");
+	if (!state)
+		return fl_http_fail(req, -EIO, "approval %s has no state", id);
 	if (!check && (r = fl_approval_transition_check(id, state, "applying", &err)) < 0)
 		return fl_api_fail(req, r, &err);
 	if (check && strcmp(state, "approved") && strcmp(state, "pending"))
