@@ -10,8 +10,9 @@
  * ends a command at any argument ending in ';' (and turns a trailing "\;"
  * into ';'), so every caller-supplied argument that ends in ';' gets a
  * backslash before it: user text cannot start a second tmux command.
- * stdout is kept up to a cap in a buffer filled from the engine loop's
- * output callback (which must not block), stderr up to 511 bytes. The
+ * Each call is an engine "exec" stream read on the caller's thread, with a
+ * host-side timeout (the guest's clock is not trusted to time anything);
+ * stdout is kept up to a cap, stderr up to 511 bytes. The
  * guest is hostile: list output is parsed field by field with fixed
  * counts, numbers strictly, strings cleaned to printable UTF-8 and capped,
  * malformed lines dropped, sessions and panes counted against caps.
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 #include "engine-service.h"
@@ -105,6 +107,22 @@ int fl_tmux_pane_target(const char *pane, char out[FL_TMUX_PANE_MAX + 8],
 	return 0;
 }
 
+static int read_full(int fd, void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return off ? -EPROTO : 0;
+		off += (size_t)n;
+	}
+	return 1;
+}
+
 void fl_tmux_result_clear(FlTmuxResult *r)
 {
 	if (!r)
@@ -120,7 +138,6 @@ typedef struct Capture {
 	bool oom;
 } Capture;
 
-/* Engine loop thread: must not block. */
 static void capture_out(int stream, const void *buf, size_t len, void *ud)
 {
 	Capture *c = ud;
@@ -164,6 +181,7 @@ int fl_tmux_run(FlEngine *e, const char *sandbox_id, const char *const *args, si
 {
 	const char *argv[TMUX_MAX_ARGS + 2];
 	char *owned[TMUX_MAX_ARGS] = {0};
+	struct json_object *res = NULL;
 	size_t n = 0, n_owned = 0;
 	int r;
 
@@ -196,24 +214,54 @@ int fl_tmux_run(FlEngine *e, const char *sandbox_id, const char *const *args, si
 	argv[n] = NULL;
 
 	Capture cap = {.res = ret, .cap = out_cap ? out_cap : FL_TMUX_OUT_MAX};
-	FlExecSpec spec = {.argv = argv, .timeout_ms = TMUX_TIMEOUT_MS};
-	FlExecResult xr = {0};
-	r = fl_engine_exec(e, sandbox_id, &spec, capture_out, &cap, &xr, err);
+	FlExecSpec spec = {.argv = argv};
+	/* The timeout is the host's: a guest's clock can run fast (a TSC
+	 * calibrated under load), and a guest-side timeout would then fire
+	 * early. The agent kills the process group when the host cancels. */
+	FlStreamSpec ss = {.op = "exec", .exec = &spec, .timeout_ms = TMUX_TIMEOUT_MS};
+	FlStream *st = NULL;
+	r = fl_engine_stream_open(e, sandbox_id, &ss, &st, err);
+	if (r < 0)
+		goto out;
+	int fd = fl_stream_out_fd(st);
+	char buf[16384];
+	for (;;) {
+		unsigned char hdr[5];
+		int k = read_full(fd, hdr, sizeof(hdr));
+		if (k <= 0)
+			break;
+		uint32_t len = (uint32_t)hdr[1] | (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3] << 16 |
+			       (uint32_t)hdr[4] << 24;
+		while (len > 0) {
+			size_t n = len < sizeof(buf) ? len : sizeof(buf);
+			if (read_full(fd, buf, n) <= 0) {
+				len = UINT32_MAX;
+				break;
+			}
+			capture_out(hdr[0], buf, n, &cap);
+			len -= (uint32_t)n;
+		}
+		if (len == UINT32_MAX)
+			break;
+	}
+	r = fl_stream_finish(st, &res, err);
 	if (r < 0) {
 		/* the agent names the failed stage: "execve tmux: ..." */
 		if (r == -ENOENT && strstr(err->msg, "tmux"))
 			r = fl_error_set(err, -EOPNOTSUPP, "this sandbox's image has no tmux");
+		else if (r == -ETIMEDOUT)
+			r = fl_error_set(err, -ETIMEDOUT, "tmux did not answer within %d s",
+					 TMUX_TIMEOUT_MS / 1000);
 		goto out;
 	}
 	if (cap.oom) {
 		r = fl_error_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	if (xr.timed_out) {
-		r = fl_error_set(err, -ETIMEDOUT, "tmux did not answer within %d s", TMUX_TIMEOUT_MS / 1000);
-		goto out;
-	}
-	ret->exit_code = xr.signal ? -1 : xr.exit_code;
+	struct json_object *v;
+	bool has_exit = json_object_object_get_ex(res, "exit_code", &v) &&
+			json_object_is_type(v, json_type_int);
+	ret->exit_code = has_exit ? json_object_get_int(v) : -1;
 	if (!ret->out) {
 		ret->out = strdup("");
 		if (!ret->out) {
@@ -227,6 +275,7 @@ int fl_tmux_run(FlEngine *e, const char *sandbox_id, const char *const *args, si
 			*p = *p == '\n' && !p[1] ? 0 : ' ';
 	r = 0;
 out:
+	json_object_put(res);
 	for (size_t i = 0; i < n_owned; i++)
 		free(owned[i]);
 	if (r < 0) {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "engine-service.h"
@@ -29,17 +30,50 @@ static size_t fake_argc;
 static const char *fake_stdout, *fake_stderr;
 static int fake_exit;
 
-int fl_engine_exec(FlEngine *e, const char *id, const FlExecSpec *spec, fl_output_fn out,
-		   void *userdata, FlExecResult *ret, FlError *err)
+struct FlStream {
+	int fd;
+};
+
+static void put_record(int fd, int stream, const char *s)
 {
+	size_t n = strlen(s);
+	unsigned char h[5] = {(unsigned char)stream, (unsigned char)n, (unsigned char)(n >> 8),
+			      (unsigned char)(n >> 16), (unsigned char)(n >> 24)};
+	assert_int_equal(write(fd, h, 5), 5);
+	assert_int_equal(write(fd, s, n), (ssize_t)n);
+}
+
+int fl_engine_stream_open(FlEngine *e, const char *id, const FlStreamSpec *spec, FlStream **ret,
+			  FlError *err)
+{
+	int p[2];
+	assert_string_equal(spec->op, "exec");
+	assert_true(spec->timeout_ms > 0); /* the host's clock bounds every call */
 	fake_argc = 0;
-	for (size_t i = 0; spec->argv[i]; i++)
-		snprintf(fake_argv[fake_argc++], sizeof(fake_argv[0]), "%s", spec->argv[i]);
-	if (fake_stdout)
-		out(1, fake_stdout, strlen(fake_stdout), userdata);
-	if (fake_stderr)
-		out(2, fake_stderr, strlen(fake_stderr), userdata);
-	*ret = (FlExecResult){.exit_code = fake_exit};
+	for (size_t i = 0; spec->exec->argv[i]; i++)
+		snprintf(fake_argv[fake_argc++], sizeof(fake_argv[0]), "%s", spec->exec->argv[i]);
+	assert_int_equal(pipe(p), 0);
+	if (fake_stdout && *fake_stdout)
+		put_record(p[1], 1, fake_stdout);
+	if (fake_stderr && *fake_stderr)
+		put_record(p[1], 2, fake_stderr);
+	close(p[1]);
+	*ret = calloc(1, sizeof(**ret));
+	(*ret)->fd = p[0];
+	return 0;
+}
+
+int fl_stream_out_fd(const FlStream *s)
+{
+	return s->fd;
+}
+
+int fl_stream_finish(FlStream *s, struct json_object **ret, FlError *err)
+{
+	close(s->fd);
+	free(s);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "exit_code", json_object_new_int(fake_exit));
 	return 0;
 }
 
