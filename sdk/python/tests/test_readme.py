@@ -47,3 +47,15 @@ def test_readme_quickstart(server, client, monkeypatch, capsys):
     assert "stdout working\n" in out and "stdout done\n" in out
     assert out.count("b'port = 8080\\n'") == 2
     assert client.list_sandboxes(agent_id="me").total == 0
+
+
+def test_readme_approvals(server, agent_token, reviewer_token, monkeypatch, capsys):
+    monkeypatch.setenv("FLUID_TOKEN", agent_token.token)
+    monkeypatch.setenv("FLUID_REVIEWER_TOKEN", reviewer_token.token)
+    code = readme_block("approvals").replace("http://127.0.0.1:8080", server.url)
+    exec(compile(code, README, "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out == ("question pending\n"
+                                       "approved - ok, outside office hours\n"
+                                       "agent: 403\n"
+                                       "reviewer: 409\n"
+                                       "True False pending\n")
