@@ -100,5 +100,5 @@ export async function until(fn, what, timeoutMs = 20000, stepMs = 250) {
 
 // The text the terminal shows (xterm.js renders rows into the DOM).
 export async function terminalText(page) {
-	return page.locator('.terminal .xterm-rows').innerText();
+	return page.locator('.termscreen .xterm-rows').innerText();
 }

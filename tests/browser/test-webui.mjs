@@ -50,10 +50,10 @@ test('terminal: take over, type a command, see its output', async t => {
 	const page = await t.page();
 	await signIn(page, env.admin);
 	await page.goto(`${env.url}/#/sandboxes/${t.shared.sandbox}/terminal`);
-	await page.locator('.terminal[data-connected="watch"]').waitFor({ timeout: 30000 });
+	await page.locator('.termscreen[data-connected="watch"]').waitFor({ timeout: 30000 });
 	await page.getByRole('button', { name: 'Take over' }).click();
-	await page.locator('.terminal[data-connected="control"]').waitFor({ timeout: 30000 });
-	await page.locator('.terminal').click();
+	await page.locator('.termscreen[data-connected="control"]').waitFor({ timeout: 30000 });
+	await page.locator('.termscreen').click();
 	const word = `typed-${uniq()}`;
 	await page.keyboard.type(`echo ${word} | tr a-z A-Z\n`, { delay: 20 });
 	await until(async () => (await terminalText(page)).includes(word.toUpperCase()), 'the command output in the terminal', 30000);
@@ -64,7 +64,7 @@ test('terminal: keys sent by the agent API appear live in the watched terminal',
 	const page = await t.page();
 	await signIn(page, env.admin);
 	await page.goto(`${env.url}/#/sandboxes/${t.shared.sandbox}/terminal`);
-	await page.locator('.terminal[data-connected="watch"]').waitFor({ timeout: 30000 });
+	await page.locator('.termscreen[data-connected="watch"]').waitFor({ timeout: 30000 });
 	const word = `agent-${uniq()}`;
 	const r = await api(env.agent, 'POST', '/api/v1/tmux/panes/send-keys',
 		{ sandbox_id: t.shared.sandbox, keys: `echo ${word} | rev`, enter: true });
@@ -72,7 +72,7 @@ test('terminal: keys sent by the agent API appear live in the watched terminal',
 	const reversed = word.split('').reverse().join('');
 	await until(async () => (await terminalText(page)).includes(reversed), 'the agent\'s command and its output in the watched terminal', 30000);
 	// Watching is read-only: typing changes nothing in the session.
-	await page.locator('.terminal').click();
+	await page.locator('.termscreen').click();
 	await page.keyboard.type('echo should-not-appear\n');
 	await page.waitForTimeout(1500);
 	assert(!(await terminalText(page)).includes('should-not-appear'), 'watch mode sends no input');

@@ -31,7 +31,10 @@ export function openTerminal(panel, ctx) {
 	const modeLabel = h('span.badge.b-info.termmode');
 	const toggle = h('button', { type: 'button' });
 	const reconnect = h('button', { type: 'button', hidden: true, onclick: () => connect() }, 'Reconnect');
-	const screen = h('div.terminal', { 'aria-label': 'Sandbox terminal' });
+	// xterm.js goes into an inner box without padding: FitAddon sizes the
+	// terminal from its parent's height.
+	const inner = h('div.terminner');
+	const screen = h('div.termscreen', { 'aria-label': 'Sandbox terminal' }, inner);
 	const hint = h('p.sub.termhint');
 	panel.append(
 		h('h2.visually-hidden', 'Terminal'),
@@ -56,12 +59,14 @@ export function openTerminal(panel, ctx) {
 	});
 	const fit = new FitAddon();
 	term.loadAddon(fit);
-	term.open(screen);
+	term.open(inner);
 	const doFit = () => { try { fit.fit(); } catch { /* not visible */ } };
 	doFit();
 
-	const send = obj => { if (ws && ws.readyState === WebSocket.OPEN && mode === 'control') ws.send(JSON.stringify(obj)); };
-	const onData = term.onData(data => send({ type: 'input', data }));
+	// Input only in control mode; size changes in both (tmux fits the window
+	// to the most recently active client, watchers included).
+	const send = obj => { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj)); };
+	const onData = term.onData(data => { if (mode === 'control') send({ type: 'input', data }); });
 	const onResize = term.onResize(({ cols, rows }) => send({ type: 'resize', cols, rows }));
 	const ro = new ResizeObserver(() => doFit());
 	ro.observe(screen);
@@ -97,7 +102,10 @@ export function openTerminal(panel, ctx) {
 			if (ws !== sock) return;
 			opened = true;
 			term.reset();
-			status.textContent = mode === 'control' ? 'connected: you can type' : 'connected';
+			status.textContent = 'attaching…';
+		};
+		const ready = () => {
+			status.textContent = mode === 'control' ? 'connected: you can type' : 'connected (read-only)';
 			screen.dataset.connected = mode;
 		};
 		sock.onmessage = ev => {
@@ -105,7 +113,9 @@ export function openTerminal(panel, ctx) {
 			if (typeof ev.data === 'string') {
 				let msg;
 				try { msg = JSON.parse(ev.data); } catch { return; }
-				if (msg.type === 'exit') {
+				if (msg.type === 'ready') {
+					ready();
+				} else if (msg.type === 'exit') {
 					status.textContent = 'the session ended';
 					delete screen.dataset.connected;
 					reconnect.hidden = false;
@@ -133,6 +143,6 @@ export function openTerminal(panel, ctx) {
 		onData.dispose();
 		onResize.dispose();
 		term.dispose();
-		clear(screen);
+		clear(inner);
 	};
 }
