@@ -108,6 +108,10 @@ printf 'policies:\n  bad:\n    commands:\n      deny: rm\n' >"$T/bad.yaml"
 out=$("$FLUID" config check --config "$T/bad.yaml" 2>&1)
 check "a bad policy names file, line and key ($out)" grep -q 'bad.yaml:3: policies.bad: commands.deny' <<<"$out"
 
+out=$("$FLUID" policy check --config "$T/config.yaml" --policy guarded 'echo $(rm -rf /)' 2>&1); rc=$?
+check "fluid policy check: offline decision, exit 1 for deny ($out)" test "$rc" = 1 -a "$(head -1 <<<"$out")" = "deny (policy guarded, deny: rm)"
+"$FLUID" policy check --config "$T/config.yaml" --policy guarded 'touch /tmp/approved-x' >/dev/null 2>&1
+check "fluid policy check: exit 3 for approval" test $? = 3
 FLUID_STATE_DIR=$T/state "$ROOT/scripts/pg.sh" start >"$T/pg.log" 2>&1 || { bad "PostgreSQL"; cat "$T/pg.log"; exit 1; }
 DB=$(FLUID_STATE_DIR=$T/state "$ROOT/scripts/pg.sh" url)
 export DATABASE_URL=$DB
