@@ -645,13 +645,19 @@ class Client:
             if left <= 0:
                 raise errors.Timeout(f"approval {approval_id} still pending after {timeout} s",
                                      0, None, "GET", f"/v1/approvals/{approval_id}")
+            want = max(1, min(poll, 300, int(left + 0.999)))
+            t0 = time.monotonic()
             try:
-                a = self.get_approval(approval_id, wait=max(1, min(poll, 300, int(left + 0.999))))
+                a = self.get_approval(approval_id, wait=want)
             except errors.TooManyRequests:
                 time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 continue
             if a.state != "pending":
                 return a
+            if time.monotonic() - t0 < want / 2:
+                # answered early though still pending (a server shutting down
+                # ends its long-polls): no busy loop
+                time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
     def approve(self, approval_id: str, comment: Optional[str] = None) -> Approval:
         """Approves a pending approval (reviewer or admin token: an agent
@@ -692,13 +698,6 @@ class Client:
                                 headers={"Content-Type": "application/json",
                                          "Accept": "application/x-ndjson"},
                                 timeout=timeout, retry=False)
-        if "ndjson" not in (resp.getheader("Content-Type") or ""):
-            # an answer that is not streamed (an old server): one JSON object
-            try:
-                d = json.loads(resp.read() or b"{}")
-            finally:
-                conn.close()
-            return _DoneApplyStream(ApplyOutcome.from_answer(d, self, check))
         return ApplyStream(conn, resp, "POST", path, self, check)
 
     def hosts(self) -> List[Dict[str, Any]]:
@@ -800,21 +799,6 @@ class CommandFailed(FluidError):
     def __init__(self, command: Command):
         self.command = command
         super().__init__(f"command exited {command.exit_code}: {command.stderr.strip()[:200]}")
-
-
-class _DoneApplyStream(ApplyStream):
-    """An ApplyStream over an answer that was not streamed: no lines, the result."""
-
-    def __init__(self, outcome: ApplyOutcome):  # noqa: D107 (no connection to read)
-        self._conn = None
-        self.approval_id = outcome.approval.id if outcome.approval else None
-        if outcome.result is not None and not outcome.output:
-            outcome.output = outcome.result.output_tail
-        self.result = outcome
-        self._out = []
-
-    def __iter__(self):
-        return iter(())
 
 
 class _Chunks:

@@ -696,7 +696,7 @@ class ApplyStream:
                     data = msg.get("data", "")
                     self._out.append(data)
                     yield OutputChunk(msg["stream"], data.encode("utf-8"))
-                elif "ok" in msg or "state" in msg:
+                elif "ok" in msg or "state" in msg or "approval" in msg:
                     self.result = ApplyOutcome.from_answer(msg, self._client, self._check)
                     self.result.output = "".join(self._out)
             if self.result is None:

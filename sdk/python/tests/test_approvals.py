@@ -8,6 +8,8 @@ applied without an approval, a playbook changed after the approval is
 refused) and a real production apply (streamed and not) to the stand-in
 production host of conftest.py."""
 
+import http.server
+import json
 import os
 import re
 import threading
@@ -303,3 +305,50 @@ def test_apply_to_production(server, client, agent, reviewer, reviewer_token):
 def test_error_429_maps_to_too_many_requests():
     e = fluid.error_for(429, {"error": "too many long-polls at once (48); retry", "code": 429})
     assert type(e) is fluid.TooManyRequests and e.status == 429
+
+
+class _FakeApply(http.server.BaseHTTPRequestHandler):
+    """Streams an apply like the server does; `full` False ends it early."""
+    full = True
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        assert self.headers["Accept"] == "application/x-ndjson"
+        lines = [{"stream": "stdout", "data": "PLAY [all]\n"},
+                 {"stream": "stdout", "data": "PLAY RECAP\n"}]
+        if _FakeApply.full:
+            lines.append({"exit_code": 2, "ok": False, "error": "ansible-playbook exited 2",
+                          "state": "failed",
+                          "approval": {"id": "apr_" + "1" * 32, "state": "failed",
+                                       "apply": {"ok": False, "exit_code": 2,
+                                                 "recap": {"web": {"failed": 1}}}}})
+        body = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("X-Approval-Id", "apr_" + "1" * 32)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_apply_stream_parsing():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeApply)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        c = fluid.Client(f"http://127.0.0.1:{srv.server_port}", "t")
+        st = c.apply_stream("apr_" + "1" * 32)
+        assert [x.text for x in st] == ["PLAY [all]\n", "PLAY RECAP\n"]
+        r = st.result
+        assert (r.ok, r.exit_code, r.state, r.error) == (False, 2, "failed", "ansible-playbook exited 2")
+        assert r.approval.state == "failed" and r.result.recap == {"web": {"failed": 1}}
+        assert r.output == "PLAY [all]\nPLAY RECAP\n" and st.approval_id == "apr_" + "1" * 32
+        _FakeApply.full = False
+        with pytest.raises(fluid.StreamBroken):
+            c.apply_stream("apr_" + "1" * 32).wait()
+    finally:
+        _FakeApply.full = True
+        srv.shutdown()
+        srv.server_close()
