@@ -140,7 +140,21 @@ test('snapshots: take one, change the guest, restore it', async t => {
 	await page.getByText('Restored clean').waitFor({ timeout: 30000 });
 	const f = await api(env.admin, 'GET', `/v1/sandboxes/${t.shared.sandbox}/files?path=/root/after-snapshot`);
 	assert(f.status === 404, `the file written after the snapshot is gone after the restore (status ${f.status})`);
+	// A second snapshot shows as a child of the first in the tree; delete it.
+	await page.getByLabel('Snapshot name').fill('scratch');
+	await page.getByRole('button', { name: 'Take snapshot' }).click();
+	await page.locator('.snaptree ul .snap[data-snapshot="scratch"]').waitFor({ timeout: 30000 });
 	await screenshots(page, '07-snapshots');
+	await page.getByRole('button', { name: 'Delete scratch' }).click();
+	await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+	await page.locator('.snap[data-snapshot="scratch"]').waitFor({ state: 'detached', timeout: 30000 });
+	// Branch: a new sandbox from the snapshot, opened on its own screen.
+	await page.getByRole('button', { name: 'Branch from clean' }).click();
+	await until(async () => !page.url().includes(t.shared.sandbox), 'the branch\'s screen', 60000);
+	t.shared.branch = decodeURIComponent(page.url().split('#/sandboxes/')[1].split('/')[0]);
+	await page.getByRole('heading', { level: 1 }).waitFor();
+	const b = await api(env.admin, 'GET', `/v1/sandboxes/${t.shared.branch}`);
+	assert(b.status === 200 && b.body.sandbox.state === 'RUNNING', `the branch runs: ${JSON.stringify(b.body).slice(0, 200)}`);
 });
 
 test('change review: a real diff, the playbook and the rehearsal result', async t => {
@@ -266,7 +280,7 @@ test('stop, start and destroy from the list', async t => {
 	await until(async () => (await row.locator('.badge').innerText()) === 'STOPPED', 'STOPPED', 60000);
 	await row.getByRole('button', { name: /^Start / }).click();
 	await until(async () => (await row.locator('.badge').innerText()) === 'RUNNING', 'RUNNING again', 60000);
-	for (const id of [t.shared.apiSandbox, t.shared.sandbox]) {
+	for (const id of [t.shared.apiSandbox, t.shared.branch, t.shared.sandbox].filter(Boolean)) {
 		const r = page.locator(`table.sandboxes tr[data-id="${id}"]`);
 		await r.getByRole('button', { name: /^Destroy / }).click();
 		await page.getByRole('dialog').getByRole('button', { name: 'Destroy' }).click();
