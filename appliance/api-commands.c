@@ -764,19 +764,22 @@ static int run_command(Run *run, const ExecReq *x, struct json_object **ret)
  * The safety policy on a parsed request: the command must be allowed (or
  * approved), and its timeout within the policy's maximum (a larger one,
  * or 0 = none under a finite maximum, is refused with 400: nothing ran).
- * Without timeout_sec the policy's default applies.
+ * Without timeout_sec the policy's default applies (background processes:
+ * none, unless the policy's maximum is finite).
  */
 static int policy_gate(FlHttpReq *req, const char *sandbox_id, struct json_object *body,
-		       ExecReq *x, uint64_t *ret_keep)
+		       ExecReq *x, bool background, uint64_t *ret_keep)
 {
 	const FlPolicy *pol = NULL;
 	int r = fl_api_policy_command(req, sandbox_id, x->argv ? NULL : x->command, x->argv, &pol);
 	if (r < 0)
 		return r;
+	bool bounded = pol->limits.max_timeout_sec < MAX_TIMEOUT_SEC;
 	if (!json_object_object_get_ex(body, "timeout_sec", NULL))
-		x->timeout_sec = pol->limits.timeout_sec;
+		/* background processes run until stopped unless the policy bounds them */
+		x->timeout_sec = background && !bounded ? 0 : pol->limits.timeout_sec;
 	else if (x->timeout_sec > pol->limits.max_timeout_sec ||
-		 (x->timeout_sec == 0 && pol->limits.max_timeout_sec < MAX_TIMEOUT_SEC))
+		 (x->timeout_sec == 0 && bounded))
 		return fl_http_fail(req, -EINVAL,
 				    "timeout_sec %llu is over the policy's maximum of %u s (policy %s)",
 				    (unsigned long long)x->timeout_sec, pol->limits.max_timeout_sec,
@@ -799,7 +802,7 @@ static int exec_common(FlHttpReq *req, bool readme_shape, bool allow_stream)
 		return r;
 	r = parse_exec(req, body, &x);
 	if (r >= 0)
-		r = policy_gate(req, run.sandbox_id, body, &x, &run.keep);
+		r = policy_gate(req, run.sandbox_id, body, &x, false, &run.keep);
 	if (r < 0) {
 		exec_req_clear(&x);
 		return r;
@@ -1066,7 +1069,7 @@ static int post_processes(FlHttpReq *req)
 	if (r >= 0 && x.stdin_data)
 		r = fl_http_fail(req, -EINVAL, "background processes take no stdin");
 	if (r >= 0)
-		r = policy_gate(req, id, body, &x, NULL);
+		r = policy_gate(req, id, body, &x, true, NULL);
 	if (r < 0) {
 		exec_req_clear(&x);
 		return r;
