@@ -8,6 +8,9 @@
 #  - GET /v1/sandboxes/{id}/tmux/sessions lists sessions and panes; POST
 #    creates a second session (409 for a duplicate), which send-keys reaches;
 #  - bad pane ids and session names are 400, an unknown sandbox or pane 404;
+#  - with token auth (a private PostgreSQL cluster): the terminal and the
+#    REST calls refuse no or a bad token (401), an agent token works, in
+#    the query (browsers) or the Authorization header;
 #  - terminal WebSocket: a plain GET is 426, bad query 400, unknown sandbox
 #    404; a watch-mode terminal sees text typed with send-keys (latency
 #    printed) and refuses input; a control-mode terminal typing a command
@@ -24,9 +27,12 @@ IMAGES=${FLUID_IMAGE_DIR:-$ROOT/build/images}
 [ -f "$IMAGES/tiny/image.json" ] || { echo "no tiny image under $IMAGES (image-build/build-images --only tiny)"; exit 1; }
 
 T=$(mktemp -d)
+chmod 0755 "$T" # the private PostgreSQL cluster's owner must reach it
 spid=
+DB=
 cleanup() {
 	[ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+	[ -n "$DB" ] && FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" stop >/dev/null 2>&1
 	# VMs outlive the daemon by design: stop the ones this test's server made.
 	for p in $(pgrep -f "qemu-system.*$T/" 2>/dev/null); do kill "$p" 2>/dev/null; done
 	rm -rf "$T"
@@ -219,6 +225,43 @@ out=$($WS "$WSURL/v1/sandboxes/$SB/terminal?session=made-by-terminal" --timeout 
 check "a terminal on a missing session creates it" grep -q '"session": "made-by-terminal"' <<<"$out"
 
 code=$(curl -sS -m 60 -o /dev/null -w '%{http_code}' -X DELETE "$URL/v1/sandboxes/$SB")
+check "sandbox destroyed ($code)" test "$code" = 200
+
+# 9. Token auth: a second server with PostgreSQL (tokens, roles, audit).
+kill -TERM "$spid" 2>/dev/null; wait "$spid" 2>/dev/null; spid=
+sed "s|state_dir: .*|state_dir: $T/auth|" "$T/config.yaml" >"$T/auth.yaml"
+if ! FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" start >"$T/pg.log" 2>&1; then
+	bad "private PostgreSQL cluster started"; tail -5 "$T/pg.log"
+	echo "$pass passed, $fail failed"; exit 1
+fi
+DB=$(FLUID_STATE_DIR=$T/auth "$ROOT/scripts/pg.sh" url)
+DATABASE_URL=$DB "$FLUID" serve --config "$T/auth.yaml" >"$T/auth.log" 2>&1 &
+spid=$!
+for ((i = 0; i < 600; i++)); do [ -s "$T/auth/serve.json" ] && break; sleep 0.1; done
+URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["url"])' "$T/auth/serve.json")
+WSURL=ws://${URL#http://}
+ADMIN=$(cat "$T/auth/admin.token" 2>/dev/null)
+AGENT=$("$FLUID" token create --role agent --name test-tmux --url "$URL" --token-file "$T/auth/admin.token" --json 2>/dev/null |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' 2>/dev/null)
+check "server with token auth and an agent token" test -n "$ADMIN" -a -n "$AGENT"
+out=$(curl -sS -m 600 -H "Authorization: Bearer $AGENT" -X POST "$URL/v1/sandboxes" -d '{"base_image":"tiny","agent_id":"test-tmux"}')
+SB=$(jq_ 'd["sandbox"]["id"]' <<<"$out" 2>/dev/null)
+check "an agent creates a sandbox ($SB)" test -n "$SB"
+code=$(curl -sS -m 60 -o /dev/null -w '%{http_code}' -X POST "$URL/api/v1/tmux/panes/send-keys" -d "{\"sandbox_id\":\"$SB\",\"keys\":\"x\"}")
+check "send-keys without a token -> 401" test "$code" = 401
+out=$(curl -sS -m 60 -w '\n%{http_code}' -H "Authorization: Bearer $AGENT" -X POST "$URL/api/v1/tmux/panes/send-keys" \
+	-d "{\"sandbox_id\":\"$SB\",\"keys\":\"echo auth-\$((2+3))\",\"enter\":true}")
+check "send-keys with an agent token -> 200" test "$(status_of "$out")" = 200
+out=$($WS "$WSURL/v1/sandboxes/$SB/terminal" --status-only 2>&1)
+check "terminal without a token -> 401 before the handshake ($(head -1 <<<"$out"))" grep -q '^HTTP/1.1 401' <<<"$out"
+out=$($WS "$WSURL/v1/sandboxes/$SB/terminal?token=nope" --status-only 2>&1)
+check "terminal with a bad token in the query -> 401" grep -q '^HTTP/1.1 401' <<<"$out"
+out=$($WS "$WSURL/v1/sandboxes/$SB/terminal?mode=control&token=$AGENT" --timeout 30 \
+	'send:{"type":"input","data":"echo q-$((3*3))\r"}' 'expect:q-9' close 2>&1)
+check "terminal with an agent token in the query (browsers) types and shows output" grep -q '^SEEN q-9' <<<"$out"
+out=$($WS "$WSURL/v1/sandboxes/$SB/terminal" --header "Authorization: Bearer $AGENT" --timeout 30 'expect:auth-5' close 2>&1)
+check "terminal with the token in the Authorization header shows the screen" grep -q '^SEEN auth-5' <<<"$out"
+code=$(curl -sS -m 60 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $AGENT" -X DELETE "$URL/v1/sandboxes/$SB")
 check "sandbox destroyed ($code)" test "$code" = 200
 
 echo "$pass passed, $fail failed"
