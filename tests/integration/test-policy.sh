@@ -230,6 +230,9 @@ check "a command over its timeout is killed (timed_out)" jtrue 'd["command"]["ti
 run "$AG" "$SB" 'head -c 5000 /dev/zero | tr "\0" x'
 check "output kept per command capped at 1000 bytes" jtrue \
 	'len(d["command"]["stdout"]) == 1000 and d["command"]["stdout_bytes"] == 5000 and d["command"]["stdout_truncated"]' <<<"$body"
+CID=$(json 'd["command"]["id"]' <<<"$body")
+n=$(curl -sS -H "Authorization: Bearer $AG" "$URL/v1/sandboxes/$SB/commands/$CID/output" | wc -c)
+check "... in the output file too ($n bytes)" test "$n" = 1000
 
 # ---- files ----------------------------------------------------------------------------------------
 put() { code=$(curl -sS -H "Authorization: Bearer $AG" -o "$T/resp" -w '%{http_code}' -X PUT --data-binary "@$2" "$URL/v1/sandboxes/$SB/files?path=$1" "${@:3}"); body=$(cat "$T/resp"); }
@@ -332,6 +335,10 @@ out=$(FLUID_URL=$URL FLUID_TOKEN=$AG "$FLUID" policy sandbox "$SB" 2>&1)
 check "fluid policy sandbox shows it ($out)" grep -q 'default (sandbox)' <<<"$out"
 run "$AG" "$SB" 'rm /tmp/marker && echo removed'
 check "the sandbox's own policy applies at once: rm runs" jtrue 'd["command"]["stdout"] == "removed\n"' <<<"$body"
+run "$AG" "$SB" 'head -c 100000 /dev/zero | tr "\0" y'
+CID=$(json 'd["command"]["id"]' <<<"$body")
+n=$(curl -sS -H "Authorization: Bearer $AG" "$URL/v1/sandboxes/$SB/commands/$CID/output" | wc -c)
+check "the default policy keeps all output (record 64 KiB, file $n bytes)" test "$n" = 100000 -a "$(json 'len(d["command"]["stdout"])' <<<"$body")" = 65536
 req "$ADMIN" PUT "/v1/sandboxes/$SB/policy" '{"policy":null}'
 check "clearing it falls back to the creator's policy" jtrue 'd["policy"] == "guarded" and d["source"] == "token"' <<<"$body"
 req "$AG" DELETE "/v1/sandboxes/$SB"
