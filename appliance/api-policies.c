@@ -167,12 +167,17 @@ static int ask_approval(FlHttpReq *req, const char *sandbox_id, const FlPolicy *
 	snprintf(summary, sizeof(summary), "Run `%s` in sandbox %s (policy %s, %s)", d->command,
 		 sandbox_id, p->name, d->rule);
 	FlApprovalAsk ask = {
-		.kind = "command", .summary = summary, .sandbox_id = sandbox_id, .details = details,
-		.requested_by = req->actor, .requested_role = req->role,
+		.kind = "command",
+		.summary = summary,
+		.sandbox_id = sandbox_id,
+		.details = details,
+		.requested_by = req->actor,
+		.requested_role = req->role,
 	};
 	_cleanup_(json_object_putp) struct json_object *apr = NULL, *fin = NULL;
 	if (!req->app->db)
-		return deny(req, details, "command needs approval (%s: %s), and approvals need the database",
+		return deny(req, details,
+			    "command needs approval (%s: %s), and approvals need the database",
 			    d->rule, "none configured");
 	int r = fl_approval_create(req->app, &ask, &apr, &err);
 	if (r < 0)
@@ -183,11 +188,14 @@ static int ask_approval(FlHttpReq *req, const char *sandbox_id, const FlPolicy *
 	json_object_object_add(details, "approval_id", json_object_new_string(aid));
 	r = fl_approval_wait(req->app, aid, (int64_t)p->commands.approval_timeout_sec * 1000, &fin,
 			     &err);
-	const char *state = r >= 0 ? json_object_get_string(json_object_object_get(fin, "state")) : NULL;
-	json_object_object_add(details, "approval_state", json_object_new_string(state ? state : "unknown"));
+	const char *state =
+		r >= 0 ? json_object_get_string(json_object_object_get(fin, "state")) : NULL;
+	json_object_object_add(details, "approval_state",
+			       json_object_new_string(state ? state : "unknown"));
 	bool ok = state && (!strcmp(state, "approved") || !strcmp(state, "applying") ||
 			    !strcmp(state, "applied"));
-	json_object_object_add(details, "decision", json_object_new_string(ok ? "approved" : "denied"));
+	json_object_object_add(details, "decision",
+			       json_object_new_string(ok ? "approved" : "denied"));
 	int ar = audit_decision(req, "policy.command", sandbox_id, ok ? 0 : 403, details);
 	if (!ok)
 		return deny(req, details, "command not approved (approval %s: %s)", aid,
@@ -210,11 +218,13 @@ int fl_api_policy_command(FlHttpReq *req, const char *sandbox_id, const char *sh
 	_cleanup_(json_object_putp) struct json_object *det = json_object_new_object();
 	if (!det)
 		return fl_http_fail(req, -ENOMEM, "out of memory");
-	json_object_object_add(det, "decision", json_object_new_string(fl_policy_action_name(d.action)));
+	json_object_object_add(det, "decision",
+			       json_object_new_string(fl_policy_action_name(d.action)));
 	json_object_object_add(det, "policy", json_object_new_string(ref.policy->name));
 	json_object_object_add(det, "policy_source", json_object_new_string(ref.source));
 	json_object_object_add(det, "rule", d.rule[0] ? json_object_new_string(d.rule) : NULL);
-	json_object_object_add(det, "matched", d.command[0] ? json_object_new_string(d.command) : NULL);
+	json_object_object_add(det, "matched",
+			       d.command[0] ? json_object_new_string(d.command) : NULL);
 	char line[1024];
 	if (shell) {
 		snprintf(line, sizeof(line), "%s", shell);
@@ -222,7 +232,8 @@ int fl_api_policy_command(FlHttpReq *req, const char *sandbox_id, const char *sh
 		size_t o = 0;
 		line[0] = 0;
 		for (size_t i = 0; argv[i] && o + 1 < sizeof(line); i++)
-			o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s", i ? " " : "", argv[i]);
+			o += (size_t)snprintf(line + o, sizeof(line) - o, "%s%s", i ? " " : "",
+					      argv[i]);
 	}
 	json_object_object_add(det, "command", json_object_new_string(line));
 	switch (d.action) {
@@ -230,7 +241,8 @@ int fl_api_policy_command(FlHttpReq *req, const char *sandbox_id, const char *sh
 		return audit_decision(req, "policy.command", sandbox_id, 0, det);
 	case FL_POLICY_DENY:
 		audit_decision(req, "policy.command", sandbox_id, 403, det);
-		return deny(req, det, "command denied by policy (%s; %s)", d.rule, ref.policy->name);
+		return deny(req, det, "command denied by policy (%s; %s)", d.rule,
+			    ref.policy->name);
 	case FL_POLICY_APPROVAL:
 		if ((r = audit_decision(req, "policy.command", sandbox_id, 202, det)) < 0)
 			return r;
@@ -250,7 +262,8 @@ static int guest_lstat(FlHttpReq *req, const char *sandbox_id, const char *path,
 	json_object_object_add(args, "path", json_object_new_string(path));
 	json_object_object_add(args, "follow", json_object_new_boolean(0));
 	_cleanup_(json_object_putp) struct json_object *st = NULL;
-	int r = fl_engine_agent_call(fl_api_engine(req), sandbox_id, "stat", args, 30000, &st, &err);
+	int r = fl_engine_agent_call(fl_api_engine(req), sandbox_id, "stat", args, 30000, &st,
+				     &err);
 	*exists = *is_link = false;
 	if (r == -ENOENT || r == -ENOTDIR)
 		return 0;
@@ -264,7 +277,8 @@ static int guest_lstat(FlHttpReq *req, const char *sandbox_id, const char *path,
 		    (size_t)json_object_get_string_len(t) >= tlen ||
 		    strlen(json_object_get_string(t)) != (size_t)json_object_get_string_len(t) ||
 		    !json_object_get_string_len(t))
-			return fl_http_fail(req, -EPROTO, "the guest sent a bad symlink target for %s", path);
+			return fl_http_fail(req, -EPROTO,
+					    "the guest sent a bad symlink target for %s", path);
 		*is_link = true;
 		snprintf(target, tlen, "%s", json_object_get_string(t));
 	}
@@ -279,8 +293,9 @@ static int guest_lstat(FlHttpReq *req, const char *sandbox_id, const char *path,
 static int guest_realpath(FlHttpReq *req, const char *sandbox_id, const char *norm, char *out,
 			  size_t len)
 {
-	_cleanup_free_ char *rest = strdup(norm), *cur = calloc(1, PATH_MAX), *cand = malloc(PATH_MAX),
-			     *target = malloc(PATH_MAX), *tmp = malloc(2 * PATH_MAX + 2);
+	_cleanup_free_ char *rest = strdup(norm), *cur = calloc(1, PATH_MAX),
+			    *cand = malloc(PATH_MAX), *target = malloc(PATH_MAX),
+			    *tmp = malloc(2 * PATH_MAX + 2);
 	unsigned links = 0, steps = 0;
 	if (!rest || !cur || !cand || !target || !tmp)
 		return fl_http_fail(req, -ENOMEM, "out of memory");
@@ -399,7 +414,8 @@ static int guest_mountinfo(FlHttpReq *req, const char *sandbox_id, char **ret)
 		fl_stream_cancel(st);
 	r = fl_stream_finish(st, NULL, &err);
 	if (bad)
-		return fl_http_fail(req, -EPROTO, "the guest's mount table is too large or malformed");
+		return fl_http_fail(req, -EPROTO,
+				    "the guest's mount table is too large or malformed");
 	if (r < 0)
 		return fl_api_fail(req, r, &err);
 	buf[len] = 0;
@@ -534,7 +550,8 @@ int fl_api_policy_path(FlHttpReq *req, const char *sandbox_id, const char *path,
 		json_object_object_add(det, "decision", json_object_new_string("deny"));
 		json_object_object_add(det, "rule", json_object_new_string(by));
 		audit_decision(req, "policy.file", sandbox_id, 403, det);
-		return deny(req, det, "path resolves to %s, outside the policy's %s prefixes", rp, by);
+		return deny(req, det, "path resolves to %s, outside the policy's %s prefixes", rp,
+			    by);
 	}
 	_cleanup_free_ char *info = NULL;
 	char mnt[PATH_MAX];
@@ -545,7 +562,8 @@ int fl_api_policy_path(FlHttpReq *req, const char *sandbox_id, const char *path,
 		json_object_object_add(det, "rule", json_object_new_string("bind mount"));
 		json_object_object_add(det, "mount", json_object_new_string(mnt));
 		audit_decision(req, "policy.file", sandbox_id, 403, det);
-		return deny(req, det, "path %s crosses the bind mount %s inside an allowed prefix", rp, mnt);
+		return deny(req, det, "path %s crosses the bind mount %s inside an allowed prefix",
+			    rp, mnt);
 	}
 	json_object_object_add(det, "decision", json_object_new_string("allow"));
 	if ((r = audit_decision(req, "policy.file", sandbox_id, 0, det)) < 0)
@@ -632,18 +650,22 @@ int fl_api_policy_create(FlHttpReq *req, FlSandboxSpec *spec, bool ttl_given, Fl
 	const FlPolicy *p = pc->policy = ref.policy;
 	if (p->limits.max_vcpus && spec->vcpus > p->limits.max_vcpus)
 		return limit_fail(req, pc, -EINVAL, "cpu", spec->vcpus, p->limits.max_vcpus);
-	if (p->limits.max_vcpus && !spec->vcpus && req->app->cfg->limits.vcpus > p->limits.max_vcpus)
+	if (p->limits.max_vcpus && !spec->vcpus &&
+	    req->app->cfg->limits.vcpus > p->limits.max_vcpus)
 		spec->vcpus = p->limits.max_vcpus;
 	if (p->limits.max_memory_mb && spec->memory_mb > p->limits.max_memory_mb)
-		return limit_fail(req, pc, -EINVAL, "memory_mb", spec->memory_mb, p->limits.max_memory_mb);
+		return limit_fail(req, pc, -EINVAL, "memory_mb", spec->memory_mb,
+				  p->limits.max_memory_mb);
 	if (p->limits.max_memory_mb && !spec->memory_mb &&
 	    req->app->cfg->limits.memory_mb > p->limits.max_memory_mb)
 		spec->memory_mb = p->limits.max_memory_mb;
 	if (p->limits.max_ttl_seconds) {
-		if (ttl_given && (spec->ttl_seconds == 0 || spec->ttl_seconds > p->limits.max_ttl_seconds))
+		if (ttl_given &&
+		    (spec->ttl_seconds == 0 || spec->ttl_seconds > p->limits.max_ttl_seconds))
 			return limit_fail(req, pc, -EINVAL, "ttl_seconds", spec->ttl_seconds,
 					  p->limits.max_ttl_seconds);
-		if (!ttl_given && (!spec->ttl_seconds || spec->ttl_seconds > p->limits.max_ttl_seconds))
+		if (!ttl_given &&
+		    (!spec->ttl_seconds || spec->ttl_seconds > p->limits.max_ttl_seconds))
 			spec->ttl_seconds = p->limits.max_ttl_seconds;
 	}
 	/* network: the request may ask for less than the policy allows, never more */
@@ -651,44 +673,49 @@ int fl_api_policy_create(FlHttpReq *req, FlSandboxSpec *spec, bool ttl_given, Fl
 	switch (p->network.egress) {
 	case FL_EGRESS_NONE:
 		if (want && strcmp(want, "none")) {
-			_cleanup_(json_object_putp) struct json_object *det = json_object_new_object();
+			_cleanup_(json_object_putp) struct json_object *det =
+				json_object_new_object();
 			json_object_object_add(det, "policy", json_object_new_string(p->name));
 			json_object_object_add(det, "network", json_object_new_string(want));
 			json_object_object_add(det, "decision", json_object_new_string("deny"));
 			audit_decision(req, "policy.sandbox", NULL, 403, det);
-			return deny(req, det, "network '%s' is not allowed by policy %s (egress: none)", want,
+			return deny(req, det,
+				    "network '%s' is not allowed by policy %s (egress: none)", want,
 				    p->name);
 		}
 		spec->network = "none";
 		break;
 	case FL_EGRESS_ALLOWLIST:
 		if (want && strcmp(want, "none") && strcmp(want, "allowlist")) {
-			_cleanup_(json_object_putp) struct json_object *det = json_object_new_object();
+			_cleanup_(json_object_putp) struct json_object *det =
+				json_object_new_object();
 			json_object_object_add(det, "policy", json_object_new_string(p->name));
 			json_object_object_add(det, "network", json_object_new_string(want));
 			json_object_object_add(det, "decision", json_object_new_string("deny"));
 			audit_decision(req, "policy.sandbox", NULL, 403, det);
-			return deny(req, det, "network '%s' is not allowed by policy %s (egress: allowlist)",
+			return deny(req, det,
+				    "network '%s' is not allowed by policy %s (egress: allowlist)",
 				    want, p->name);
 		}
 		if (!want || !strcmp(want, "allowlist")) {
 			spec->network = "allowlist";
 			for (size_t i = 0; i < p->network.n_allow && i < FL_NET_ALLOW_MAX; i++)
-				pc->allow[i] = (FlNetAllow){p->network.allow[i].addr, p->network.allow[i].prefix,
-							    p->network.allow[i].port_lo,
-							    p->network.allow[i].port_hi};
+				pc->allow[i] = (FlNetAllow){
+					p->network.allow[i].addr, p->network.allow[i].prefix,
+					p->network.allow[i].port_lo, p->network.allow[i].port_hi};
 			pc->n_allow = p->network.n_allow < FL_NET_ALLOW_MAX ? p->network.n_allow
-									     : FL_NET_ALLOW_MAX;
+									    : FL_NET_ALLOW_MAX;
 			spec->net_allow = pc->allow;
 			spec->n_net_allow = pc->n_allow;
 		}
 		break;
 	case FL_EGRESS_NAT:
 		if (want && !strcmp(want, "allowlist"))
-			return fl_http_fail(req, -EINVAL,
-					    "network \"allowlist\" takes its destinations from a policy; "
-					    "policy %s has egress: nat",
-					    p->name);
+			return fl_http_fail(
+				req, -EINVAL,
+				"network \"allowlist\" takes its destinations from a policy; "
+				"policy %s has egress: nat",
+				p->name);
 		break;
 	}
 	/* sandboxes per token: live ones it created plus creates in flight */
@@ -710,7 +737,8 @@ int fl_api_policy_create(FlHttpReq *req, FlSandboxSpec *spec, bool ttl_given, Fl
 	json_object_object_add(det, "decision", json_object_new_string("allow"));
 	json_object_object_add(det, "policy", json_object_new_string(p->name));
 	json_object_object_add(det, "policy_source", json_object_new_string(ref.source));
-	json_object_object_add(det, "network", json_object_new_string(spec->network ? spec->network : "nat"));
+	json_object_object_add(det, "network",
+			       json_object_new_string(spec->network ? spec->network : "nat"));
 	if ((r = audit_decision(req, "policy.sandbox", NULL, 0, det)) < 0) {
 		fl_api_policy_create_done(req, pc, NULL);
 		return r;
@@ -757,7 +785,9 @@ static int get_policy(FlHttpReq *req)
 		return fl_http_fail(req, -ENOENT, "no policy '%s'", name);
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "policy", fl_policy_to_json(p));
-	json_object_object_add(o, "default", json_object_new_boolean(!strcmp(p->name, req->app->cfg->default_policy)));
+	json_object_object_add(
+		o, "default",
+		json_object_new_boolean(!strcmp(p->name, req->app->cfg->default_policy)));
 	return fl_http_send_json(req, 200, o);
 }
 FL_ROUTE(get_policy, "GET", "/v1/policies/{name}", FL_ROLE_AGENT);
@@ -803,7 +833,8 @@ static int read_policy_body(FlHttpReq *req, const char **ret)
 	if (v) {
 		const char *name = json_object_get_string(v);
 		if (!fl_config_policy(req->app->cfg, name)) {
-			r = fl_http_fail(req, -EINVAL, "no policy '%.64s' in the configuration", name);
+			r = fl_http_fail(req, -EINVAL, "no policy '%.64s' in the configuration",
+					 name);
 			goto out;
 		}
 		*ret = fl_config_policy(req->app->cfg, name)->name; /* config-owned */
@@ -818,7 +849,8 @@ static int put_token_policy(FlHttpReq *req)
 	const char *id = fl_http_param(req, "id"), *name;
 	FlError err = {0};
 	if (!req->app->db)
-		return fl_http_fail(req, -ENOTCONN, "policy assignments need the database (none is configured)");
+		return fl_http_fail(req, -ENOTCONN,
+				    "policy assignments need the database (none is configured)");
 	int r = read_policy_body(req, &name);
 	if (r < 0)
 		return r;
@@ -843,7 +875,8 @@ static int get_sandbox_policy(FlHttpReq *req)
 	json_object_object_add(o, "sandbox_id", json_object_new_string(id));
 	json_object_object_add(o, "policy", json_object_new_string(ref.policy->name));
 	json_object_object_add(o, "source", json_object_new_string(ref.source));
-	json_object_object_add(o, "creator", ref.creator[0] ? json_object_new_string(ref.creator) : NULL);
+	json_object_object_add(o, "creator",
+			       ref.creator[0] ? json_object_new_string(ref.creator) : NULL);
 	json_object_object_add(o, "effective", fl_policy_to_json(ref.policy));
 	return fl_http_send_json(req, 200, o);
 }
@@ -858,7 +891,8 @@ static int put_sandbox_policy(FlHttpReq *req)
 	if (r < 0)
 		return r;
 	if (!req->app->db)
-		return fl_http_fail(req, -ENOTCONN, "policy assignments need the database (none is configured)");
+		return fl_http_fail(req, -ENOTCONN,
+				    "policy assignments need the database (none is configured)");
 	if ((r = read_policy_body(req, &name)) < 0)
 		return r;
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();

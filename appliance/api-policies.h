@@ -33,9 +33,9 @@
 #include "policy.h"
 
 typedef struct FlPolicyRef {
-	const FlPolicy *policy;   /* owned by the configuration */
-	char source[16];          /* "sandbox", "token" or "default" */
-	char creator[64];         /* sandboxes: the creating token id, "" if unknown */
+	const FlPolicy *policy; /* owned by the configuration */
+	char source[16];	/* "sandbox", "token" or "default" */
+	char creator[64];	/* sandboxes: the creating token id, "" if unknown */
 } FlPolicyRef;
 
 /* The effective policy of a sandbox / of a token (NULL = the caller's). */

@@ -71,7 +71,8 @@ static int check_offline(const char *config, const char *name, int nargs, char *
 	_cleanup_(fl_config_freep) FlConfig *c = cfg;
 	const FlPolicy *p = fl_config_policy(c, name);
 	if (!p) {
-		fl_cli_error("no policy '%s' in the configuration", name ? name : c->default_policy);
+		fl_cli_error("no policy '%s' in the configuration",
+			     name ? name : c->default_policy);
 		return 2;
 	}
 	size_t total = 1;
@@ -93,9 +94,11 @@ static int check_offline(const char *config, const char *name, int nargs, char *
 	}
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "policy", json_object_new_string(p->name));
-	json_object_object_add(o, "decision", json_object_new_string(fl_policy_action_name(d.action)));
+	json_object_object_add(o, "decision",
+			       json_object_new_string(fl_policy_action_name(d.action)));
 	json_object_object_add(o, "rule", d.rule[0] ? json_object_new_string(d.rule) : NULL);
-	json_object_object_add(o, "matched", d.command[0] ? json_object_new_string(d.command) : NULL);
+	json_object_object_add(o, "matched",
+			       d.command[0] ? json_object_new_string(d.command) : NULL);
 	struct json_object *arr = json_object_new_array();
 	for (size_t i = 0; i < cmds.n; i++) {
 		struct json_object *e = json_object_new_object(), *av = json_object_new_array();
@@ -104,11 +107,13 @@ static int check_offline(const char *config, const char *name, int nargs, char *
 		json_object_object_add(e, "argv", av);
 		json_object_object_add(e, "opaque", json_object_new_boolean(cmds.v[i].opaque));
 		if (cmds.v[i].opaque)
-			json_object_object_add(e, "reason", json_object_new_string(cmds.v[i].reason));
+			json_object_object_add(e, "reason",
+					       json_object_new_string(cmds.v[i].reason));
 		json_object_array_add(arr, e);
 	}
 	json_object_object_add(o, "commands", arr);
-	json_object_object_add(o, "parse_error", cmds.error[0] ? json_object_new_string(cmds.error) : NULL);
+	json_object_object_add(o, "parse_error",
+			       cmds.error[0] ? json_object_new_string(cmds.error) : NULL);
 	fl_shell_cmds_clear(&cmds);
 	if (json) {
 		fl_cli_print_json(o);
@@ -120,7 +125,8 @@ static int check_offline(const char *config, const char *name, int nargs, char *
 			struct json_object *av = json_object_object_get(e, "argv");
 			printf("  ");
 			for (size_t k = 0; k < json_object_array_length(av); k++)
-				printf("%s%s", k ? " " : "", json_object_get_string(json_object_array_get_idx(av, k)));
+				printf("%s%s", k ? " " : "",
+				       json_object_get_string(json_object_array_get_idx(av, k)));
 			if (json_object_get_boolean(json_object_object_get(e, "opaque")))
 				printf("    [opaque: %s]", fl_json_str(e, "reason") ?: "");
 			printf("\n");
@@ -138,7 +144,8 @@ static void print_list(const char *label, struct json_object *arr)
 	if (!n)
 		printf(" -");
 	for (size_t i = 0; i < n; i++)
-		printf("%s %s", i ? "," : "", json_object_get_string(json_object_array_get_idx(arr, i)));
+		printf("%s %s", i ? "," : "",
+		       json_object_get_string(json_object_array_get_idx(arr, i)));
 	printf("\n");
 }
 
@@ -168,10 +175,14 @@ static void print_policy(struct json_object *p)
 int fl_cmd_policy(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"set", required_argument, NULL, 's'}, {"clear", no_argument, NULL, 'c'},
-		{"json", no_argument, NULL, 'j'},      {"url", required_argument, NULL, 'u'},
-		{"token-file", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-		{"config", required_argument, NULL, 'C'},     {"policy", required_argument, NULL, 'p'},
+		{"set", required_argument, NULL, 's'},
+		{"clear", no_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{"url", required_argument, NULL, 'u'},
+		{"token-file", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{"config", required_argument, NULL, 'C'},
+		{"policy", required_argument, NULL, 'p'},
 		{0},
 	};
 	const char *url = NULL, *token_file = NULL, *set = NULL, *config = NULL, *pname = NULL;
@@ -187,15 +198,33 @@ int fl_cmd_policy(int argc, char **argv)
 	/* "+": options end at the first operand (a checked command has its own) */
 	while ((c = getopt_long(argc - 1, argv + 1, "+s:cju:t:hC:p:", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': set = optarg; break;
-		case 'c': clear = true; break;
-		case 'j': json = true; break;
-		case 'u': url = optarg; break;
-		case 't': token_file = optarg; break;
-		case 'C': config = optarg; break;
-		case 'p': pname = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 's':
+			set = optarg;
+			break;
+		case 'c':
+			clear = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'u':
+			url = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'C':
+			config = optarg;
+			break;
+		case 'p':
+			pname = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	int nargs = argc - 1 - optind;
@@ -244,16 +273,20 @@ int fl_cmd_policy(int argc, char **argv)
 	}
 	if (!strcmp(sub, "token") || !strcmp(sub, "sandbox")) {
 		if (nargs != 1 || !id_ok(args[0]) || (set && clear) || (set && !id_ok(set))) {
-			fl_cli_error("policy %s needs one %s id (and at most one of --set NAME, --clear)",
+			fl_cli_error("policy %s needs one %s id (and at most one of --set NAME, "
+				     "--clear)",
 				     sub, sub);
 			return 2;
 		}
 		snprintf(path, sizeof(path), "/v1/%s/%s/policy",
 			 !strcmp(sub, "token") ? "tokens" : "sandboxes", args[0]);
 		if (set || clear) {
-			_cleanup_(json_object_putp) struct json_object *b = json_object_new_object();
-			json_object_object_add(b, "policy", set ? json_object_new_string(set) : NULL);
-			if (fl_cli_call(url, token, "PUT", path, json_object_to_json_string(b), 15000, &o))
+			_cleanup_(json_object_putp) struct json_object *b =
+				json_object_new_object();
+			json_object_object_add(b, "policy",
+					       set ? json_object_new_string(set) : NULL);
+			if (fl_cli_call(url, token, "PUT", path, json_object_to_json_string(b),
+					15000, &o))
 				return 1;
 		} else if (fl_cli_call(url, token, "GET", path, NULL, 15000, &o)) {
 			return 1;
@@ -262,7 +295,8 @@ int fl_cmd_policy(int argc, char **argv)
 			fl_cli_print_json(o);
 			return 0;
 		}
-		printf("%s (%s)\n", fl_json_str(o, "policy") ?: "?", fl_json_str(o, "source") ?: "?");
+		printf("%s (%s)\n", fl_json_str(o, "policy") ?: "?",
+		       fl_json_str(o, "source") ?: "?");
 		return 0;
 	}
 	fl_cli_error("unknown policy command '%s' (list, show, token, sandbox, check)", sub);

@@ -22,8 +22,8 @@ int fl_db_token_policy_get(FlDb *db, const char *token_id, char ret[FL_DB_POLICY
 	_cleanup_(PQclearp) PGresult *res = NULL;
 	const char *p[] = {token_id};
 	int r = fl_dbtx_begin(db, &tx, false, err);
-	if (r < 0 || (r = fl_dbtx_exec(&tx, &res, err, "SELECT policy FROM tokens WHERE id = $1",
-				       1, p)) < 0)
+	if (r < 0 ||
+	    (r = fl_dbtx_exec(&tx, &res, err, "SELECT policy FROM tokens WHERE id = $1", 1, p)) < 0)
 		return r;
 	if (PQntuples(res) != 1)
 		return fl_error_set(err, -ENOENT, "no token '%s'", token_id);
@@ -56,8 +56,7 @@ int fl_db_token_policy_set(FlDb *db, const char *token_id, const char *policy,
 	return 0;
 }
 
-int fl_db_sandbox_policy_init(FlDb *db, const char *sandbox_id, const char *creator,
-			      FlError *err)
+int fl_db_sandbox_policy_init(FlDb *db, const char *sandbox_id, const char *creator, FlError *err)
 {
 	_cleanup_(fl_dbtx_end) FlDbTx tx = {0};
 	const char *p[] = {sandbox_id, creator && *creator ? creator : NULL};
@@ -98,11 +97,12 @@ int fl_db_sandbox_policy_set(FlDb *db, const char *sandbox_id, const char *polic
 	int64_t aid = 0;
 	char hash[FL_DB_HASH_HEX];
 	int r = fl_dbtx_begin(db, &tx, true, err);
-	if (r < 0 || (r = fl_dbtx_exec(&tx, NULL, err,
-				       "INSERT INTO sandbox_policies (sandbox_id, policy) VALUES ($1, $2)"
-				       " ON CONFLICT (sandbox_id) DO UPDATE SET policy = $2,"
-				       " updated_at = now()",
-				       2, p)) < 0)
+	if (r < 0 ||
+	    (r = fl_dbtx_exec(&tx, NULL, err,
+			      "INSERT INTO sandbox_policies (sandbox_id, policy) VALUES ($1, $2)"
+			      " ON CONFLICT (sandbox_id) DO UPDATE SET policy = $2,"
+			      " updated_at = now()",
+			      2, p)) < 0)
 		return r;
 	if (audit && (r = fl_db_audit_tx(&tx, audit, &aid, hash, err)) < 0)
 		return r;
@@ -120,10 +120,11 @@ int fl_db_sandboxes_count_by_creator(FlDb *db, const char *creator, struct json_
 	_cleanup_(PQclearp) PGresult *res = NULL;
 	const char *p[] = {creator, json_object_to_json_string_ext(ids, JSON_C_TO_STRING_PLAIN)};
 	int r = fl_dbtx_begin(db, &tx, false, err);
-	if (r < 0 || (r = fl_dbtx_exec(&tx, &res, err,
-				       "SELECT count(*) FROM sandbox_policies WHERE creator = $1"
-				       " AND sandbox_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
-				       2, p)) < 0)
+	if (r < 0 ||
+	    (r = fl_dbtx_exec(&tx, &res, err,
+			      "SELECT count(*) FROM sandbox_policies WHERE creator = $1"
+			      " AND sandbox_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+			      2, p)) < 0)
 		return r;
 	*ret = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	return 0;

@@ -23,8 +23,7 @@ int fl_db_token_policy_set(FlDb *db, const char *token_id, const char *policy,
 			   const FlAuditEvent *audit, FlError *err);
 
 /* Records a new sandbox's creator (token id; NULL = none). Idempotent. */
-int fl_db_sandbox_policy_init(FlDb *db, const char *sandbox_id, const char *creator,
-			      FlError *err);
+int fl_db_sandbox_policy_init(FlDb *db, const char *sandbox_id, const char *creator, FlError *err);
 /*
  * A sandbox's policy ("" = inherit) and creator ("" = unknown). -ENOENT
  * when nothing was recorded for it.

@@ -26,7 +26,6 @@
 #include "cleanup.h"
 #include "policy.h"
 
-
 const char *fl_policy_action_name(FlPolicyAction a)
 {
 	switch (a) {
@@ -233,27 +232,54 @@ static void read_ansi_c(P *p, Word *w)
 		char e = p->s[p->i++];
 		int v;
 		switch (e) {
-		case 'n': word_put(p, w, '\n'); break;
-		case 't': word_put(p, w, '\t'); break;
-		case 'r': word_put(p, w, '\r'); break;
-		case 'a': word_put(p, w, '\a'); break;
-		case 'b': word_put(p, w, '\b'); break;
-		case 'f': word_put(p, w, '\f'); break;
-		case 'v': word_put(p, w, '\v'); break;
-		case 'e': case 'E': word_put(p, w, 27); break;
+		case 'n':
+			word_put(p, w, '\n');
+			break;
+		case 't':
+			word_put(p, w, '\t');
+			break;
+		case 'r':
+			word_put(p, w, '\r');
+			break;
+		case 'a':
+			word_put(p, w, '\a');
+			break;
+		case 'b':
+			word_put(p, w, '\b');
+			break;
+		case 'f':
+			word_put(p, w, '\f');
+			break;
+		case 'v':
+			word_put(p, w, '\v');
+			break;
+		case 'e':
+		case 'E':
+			word_put(p, w, 27);
+			break;
 		case 'x':
 			v = 0;
 			for (int k = 0; k < 2 && p->i < p->len && hexval(p->s[p->i]) >= 0; k++)
 				v = v * 16 + hexval(p->s[p->i++]);
 			word_put(p, w, (char)v);
 			break;
-		case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
+		case '0':
+		case '1':
+		case '2':
+		case '3':
+		case '4':
+		case '5':
+		case '6':
+		case '7':
 			v = e - '0';
-			for (int k = 0; k < 2 && p->i < p->len && p->s[p->i] >= '0' && p->s[p->i] <= '7'; k++)
+			for (int k = 0;
+			     k < 2 && p->i < p->len && p->s[p->i] >= '0' && p->s[p->i] <= '7'; k++)
 				v = v * 8 + (p->s[p->i++] - '0');
 			word_put(p, w, (char)v);
 			break;
-		case 'u': case 'U': case 'c':
+		case 'u':
+		case 'U':
+		case 'c':
 			/* unicode and control escapes: too rich to decode here */
 			w->flags |= WF_EXPANDED;
 			break;
@@ -419,7 +445,8 @@ static void read_word(P *p, Word *w, Cmd *c, unsigned depth)
 			w->assign_possible = false;
 			read_backtick(p, w, false, depth);
 		} else {
-			if (ch == '=' && w->assign_possible && w->len > 0 && !(w->flags & WF_ASSIGN))
+			if (ch == '=' && w->assign_possible && w->len > 0 &&
+			    !(w->flags & WF_ASSIGN))
 				w->flags |= WF_ASSIGN;
 			else if (!(w->flags & WF_ASSIGN) && !is_name_char(ch, w->len == 0) &&
 				 !(ch == '+' && p->i < p->len && p->s[p->i] == '='))
@@ -489,31 +516,31 @@ typedef struct Wrapper {
 	const char *optarg;  /* short options that take an argument */
 	unsigned positional; /* operands before the wrapped command */
 	bool assignments;    /* NAME=VALUE operands are skipped (env) */
-	bool dynamic;        /* more arguments come at run time (xargs) */
+	bool dynamic;	     /* more arguments come at run time (xargs) */
 } Wrapper;
 
 static const Wrapper wrappers[] = {
-	{"env", "uCS", 0, true, false},  {"sudo", "ugCDhprtTUR", 0, true, false},
-	{"doas", "uC", 0, false, false}, {"nice", "n", 0, false, false},
-	{"ionice", "cnp", 0, false, false}, {"nohup", "", 0, false, false},
-	{"setsid", "", 0, false, false}, {"time", "fo", 0, false, false},
-	{"exec", "a", 0, false, false},  {"command", "", 0, false, false},
-	{"builtin", "", 0, false, false}, {"timeout", "sk", 1, false, false},
-	{"stdbuf", "ioe", 0, false, false}, {"taskset", "", 1, false, false},
-	{"chrt", "", 1, false, false},   {"chroot", "", 1, false, false},
-	{"xargs", "adEILnPs", 0, false, true}, {"busybox", "", 0, false, false},
-	{"flock", "wE", 1, false, false}, {"strace", "eopsuEabIOPSX", 0, false, false},
+	{"env", "uCS", 0, true, false},		 {"sudo", "ugCDhprtTUR", 0, true, false},
+	{"doas", "uC", 0, false, false},	 {"nice", "n", 0, false, false},
+	{"ionice", "cnp", 0, false, false},	 {"nohup", "", 0, false, false},
+	{"setsid", "", 0, false, false},	 {"time", "fo", 0, false, false},
+	{"exec", "a", 0, false, false},		 {"command", "", 0, false, false},
+	{"builtin", "", 0, false, false},	 {"timeout", "sk", 1, false, false},
+	{"stdbuf", "ioe", 0, false, false},	 {"taskset", "", 1, false, false},
+	{"chrt", "", 1, false, false},		 {"chroot", "", 1, false, false},
+	{"xargs", "adEILnPs", 0, false, true},	 {"busybox", "", 0, false, false},
+	{"flock", "wE", 1, false, false},	 {"strace", "eopsuEabIOPSX", 0, false, false},
 	{"ltrace", "eopsuEnS", 0, false, false}, {"unshare", "SGRw", 0, false, false},
-	{"nsenter", "tSGrw", 0, false, false}, {"runuser", "ugG", 0, false, false},
-	{"catchsegv", "", 0, false, false}, {"fakeroot", "", 0, false, false},
-	{"eatmydata", "", 0, false, false}, {"faketime", "", 1, false, false},
-	{"proxychains", "f", 0, false, false}, {"torsocks", "", 0, false, false},
+	{"nsenter", "tSGrw", 0, false, false},	 {"runuser", "ugG", 0, false, false},
+	{"catchsegv", "", 0, false, false},	 {"fakeroot", "", 0, false, false},
+	{"eatmydata", "", 0, false, false},	 {"faketime", "", 1, false, false},
+	{"proxychains", "f", 0, false, false},	 {"torsocks", "", 0, false, false},
 };
 
-static const char *const shells[] = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "posh",
-				     "rbash", "yash", "fish", "csh", "tcsh", NULL};
-static const char *const opaque_builtins[] = {"eval", "source", ".", "trap", "alias", "fc",
-					      "enable", "coproc", NULL};
+static const char *const shells[] = {"sh",   "bash",  "dash", "zsh",  "ksh", "ash",  "mksh",
+				     "posh", "rbash", "yash", "fish", "csh", "tcsh", NULL};
+static const char *const opaque_builtins[] = {"eval", "source", ".",	  "trap", "alias",
+					      "fc",   "enable", "coproc", NULL};
 
 /* sh [options] -c STRING ...: parse STRING, or report what runs instead. */
 static void resolve_shell(P *p, char **argv, const unsigned char *wf, size_t argc, unsigned depth)
@@ -540,7 +567,8 @@ static void resolve_shell(P *p, char **argv, const unsigned char *wf, size_t arg
 	}
 	if (!has_c) {
 		emit(p, argv, argc, true,
-		     i < argc ? "a shell running a script file" : "a shell reading commands from stdin",
+		     i < argc ? "a shell running a script file"
+			      : "a shell reading commands from stdin",
 		     false, depth);
 		return;
 	}
@@ -548,7 +576,8 @@ static void resolve_shell(P *p, char **argv, const unsigned char *wf, size_t arg
 	if (i >= argc)
 		return; /* "sh -c" without a string fails */
 	if (wf && (wf[i] & (WF_EXPANDED | WF_GLOB))) {
-		emit(p, argv + i, 1, true, "sh -c with a string built at run time", false, depth + 1);
+		emit(p, argv + i, 1, true, "sh -c with a string built at run time", false,
+		     depth + 1);
 		return;
 	}
 	parse_string(p, argv[i], strlen(argv[i]), depth + 1);
@@ -582,9 +611,9 @@ static void resolve_find(P *p, char **argv, const unsigned char *wf, size_t argc
 static void resolve(P *p, char **argv, const unsigned char *wf, size_t argc, bool opaque,
 		    const char *reason, bool dynamic, unsigned depth, unsigned wrap)
 {
-	static const char *const skip_words[] = {"if", "then", "else", "elif", "do", "while",
-						 "until", "!", "{", "}", "fi", "done", "esac",
-						 "[[", NULL};
+	static const char *const skip_words[] = {"if",	  "then",  "else", "elif", "do",
+						 "while", "until", "!",	   "{",	   "}",
+						 "fi",	  "done",  "esac", "[[",   NULL};
 	while (argc && (!wf || !(wf[0] & WF_QUOTED)) && in_list(argv[0], skip_words)) {
 		argv++, argc--;
 		if (wf)
@@ -631,15 +660,17 @@ static void resolve(P *p, char **argv, const unsigned char *wf, size_t argc, boo
 		bool is_watch = !strcmp(base, "watch");
 		for (size_t i = 1; i < argc; i++) {
 			const char *s = NULL;
-			if (!is_watch && (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--command")) &&
+			if (!is_watch &&
+			    (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--command")) &&
 			    i + 1 < argc)
 				s = argv[++i];
 			else if (!is_watch && !strncmp(argv[i], "--command=", 10))
 				s = argv[i] + 10;
 			if (s) {
 				if (wf && (wf[i] & WF_EXPANDED))
-					emit(p, argv + i, 1, true, "su -c with a string built at run time",
-					     false, depth + 1);
+					emit(p, argv + i, 1, true,
+					     "su -c with a string built at run time", false,
+					     depth + 1);
 				else
 					parse_string(p, s, strlen(s), depth + 1);
 				return;
@@ -698,9 +729,10 @@ static void resolve(P *p, char **argv, const unsigned char *wf, size_t argc, boo
 		if (a[0] == '-' && a[1]) {
 			if (!strcmp(base, "command") && (strchr(a, 'v') || strchr(a, 'V')))
 				return; /* command -v only looks the name up */
-			if (!strcmp(base, "env") && (!strcmp(a, "-S") || !strncmp(a, "--split-string", 14))) {
-				emit(p, argv, argc, true, "env -S splits a string into a command", false,
-				     depth);
+			if (!strcmp(base, "env") &&
+			    (!strcmp(a, "-S") || !strncmp(a, "--split-string", 14))) {
+				emit(p, argv, argc, true, "env -S splits a string into a command",
+				     false, depth);
 				return;
 			}
 			if ((!strcmp(base, "sudo") && (!strcmp(a, "-s") || !strcmp(a, "-i")) &&
@@ -733,8 +765,8 @@ static void resolve(P *p, char **argv, const unsigned char *wf, size_t argc, boo
 		}
 		return;
 	}
-	resolve(p, argv + i, wf ? wf + i : NULL, argc - i, false, NULL, dynamic || w->dynamic, depth,
-		wrap + 1);
+	resolve(p, argv + i, wf ? wf + i : NULL, argc - i, false, NULL, dynamic || w->dynamic,
+		depth, wrap + 1);
 }
 
 static void finish_cmd(P *p, Cmd *c, unsigned depth)
@@ -770,12 +802,14 @@ static void read_heredocs(P *p, Cmd *c, unsigned depth)
 				break;
 			if (h->expand)
 				for (size_t j = start; j < end; j++)
-					if (p->s[j] == '`' || (p->s[j] == '$' && j + 1 < end && p->s[j + 1] == '('))
+					if (p->s[j] == '`' ||
+					    (p->s[j] == '$' && j + 1 < end && p->s[j + 1] == '('))
 						subst = true;
 		}
 		if (subst) {
 			char *hd[] = {"<<", NULL};
-			emit(p, hd, 1, true, "command substitution in a here-document", false, depth);
+			emit(p, hd, 1, true, "command substitution in a here-document", false,
+			     depth);
 		}
 		free(h->delim);
 	}
@@ -797,8 +831,9 @@ static void read_redirect(P *p, Cmd *c, unsigned depth)
 		p->i += 2, heredoc = true;
 	} else if (left >= 3 && !memcmp(s, "&>>", 3)) {
 		p->i += 3;
-	} else if (left >= 2 && (!memcmp(s, ">>", 2) || !memcmp(s, "<&", 2) || !memcmp(s, ">&", 2) ||
-				 !memcmp(s, "<>", 2) || !memcmp(s, ">|", 2) || !memcmp(s, "&>", 2))) {
+	} else if (left >= 2 &&
+		   (!memcmp(s, ">>", 2) || !memcmp(s, "<&", 2) || !memcmp(s, ">&", 2) ||
+		    !memcmp(s, "<>", 2) || !memcmp(s, ">|", 2) || !memcmp(s, "&>", 2))) {
 		p->i += 2;
 	} else {
 		p->i += 1;
@@ -817,7 +852,8 @@ static void read_redirect(P *p, Cmd *c, unsigned depth)
 			free(w.s);
 			return;
 		}
-		p->hd[p->n_hd++] = (Heredoc){.delim = w.s ? w.s : strdup(""), .strip_tabs = strip,
+		p->hd[p->n_hd++] = (Heredoc){.delim = w.s ? w.s : strdup(""),
+					     .strip_tabs = strip,
 					     .expand = !(w.flags & WF_QUOTED)};
 		if (!p->hd[p->n_hd - 1].delim)
 			p->nomem = p->failed = true;
@@ -929,8 +965,8 @@ static void parse_list(P *p, unsigned depth, bool until_paren, Cmd *outer)
 			break;
 		}
 		/* "2>file": the digits were an IO number, not a word */
-		if (p->i < p->len && (p->s[p->i] == '<' || p->s[p->i] == '>') && w.len && !w.flags &&
-		    strspn(w.s, "0123456789") == w.len) {
+		if (p->i < p->len && (p->s[p->i] == '<' || p->s[p->i] == '>') && w.len &&
+		    !w.flags && strspn(w.s, "0123456789") == w.len) {
 			free(w.s);
 			continue;
 		}
@@ -1074,7 +1110,8 @@ static int decide_one(const FlPolicy *p, const FlShellCmd *c, FlPolicyDecision *
 	}
 	if (c->opaque || !c->argc) {
 		d->action = p->commands.opaque;
-		snprintf(d->rule, sizeof(d->rule), "opaque: %s", c->reason[0] ? c->reason : "unknown");
+		snprintf(d->rule, sizeof(d->rule), "opaque: %s",
+			 c->reason[0] ? c->reason : "unknown");
 		return 0;
 	}
 	_cleanup_free_ char *full = join_argv(c, false);
@@ -1360,11 +1397,12 @@ static int get_u64(struct json_object *o, const char *key, const char *where, ui
 	if (!o || !json_object_object_get_ex(o, key, &v) || !v)
 		return 0;
 	if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
-		return fl_error_set(err, -EINVAL, "%s.%s: expected a non-negative integer", where, key);
+		return fl_error_set(err, -EINVAL, "%s.%s: expected a non-negative integer", where,
+				    key);
 	uint64_t x = (uint64_t)json_object_get_int64(v);
 	if (x < min || x > max)
-		return fl_error_set(err, -EINVAL, "%s.%s: %llu is out of range %llu..%llu", where, key,
-				    (unsigned long long)x, (unsigned long long)min,
+		return fl_error_set(err, -EINVAL, "%s.%s: %llu is out of range %llu..%llu", where,
+				    key, (unsigned long long)x, (unsigned long long)min,
 				    (unsigned long long)max);
 	*dst = x;
 	return 0;
@@ -1398,16 +1436,19 @@ static int get_strings(struct json_object *o, const char *key, const char *where
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *e = json_object_array_get_idx(v, i);
 		if (!json_object_is_type(e, json_type_string))
-			return fl_error_set(err, -EINVAL, "%s.%s[%zu]: expected a string", where, key, i);
+			return fl_error_set(err, -EINVAL, "%s.%s[%zu]: expected a string", where,
+					    key, i);
 		const char *s = json_object_get_string(e);
 		size_t l = strlen(s);
 		if (l == 0 || l > 1024 || l != (size_t)json_object_get_string_len(e))
-			return fl_error_set(err, -EINVAL, "%s.%s[%zu]: empty, too long or has a NUL",
-					    where, key, i);
+			return fl_error_set(err, -EINVAL,
+					    "%s.%s[%zu]: empty, too long or has a NUL", where, key,
+					    i);
 		char norm[4096];
 		if (paths) {
 			if (fl_policy_path_normalize(s, norm, sizeof(norm)) < 0)
-				return fl_error_set(err, -EINVAL, "%s.%s[%zu]: '%s' is not an absolute path",
+				return fl_error_set(err, -EINVAL,
+						    "%s.%s[%zu]: '%s' is not an absolute path",
 						    where, key, i, s);
 			s = norm;
 		}
@@ -1435,13 +1476,14 @@ static int get_string(struct json_object *o, const char *key, const char *where,
 int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **ret, FlError *err)
 {
 	static const char *const top_keys[] = {"description", "commands", "files", "limits",
-					       "network", "name", NULL};
-	static const char *const cmd_keys[] = {"deny", "approval", "allow", "opaque",
-					       "approval_timeout_sec", NULL};
+					       "network",     "name",	  NULL};
+	static const char *const cmd_keys[] = {
+		"deny", "approval", "allow", "opaque", "approval_timeout_sec", NULL};
 	static const char *const file_keys[] = {"read", "write", NULL};
-	static const char *const limit_keys[] = {"timeout_sec", "max_timeout_sec", "output_bytes",
-						 "max_file_bytes", "max_sandboxes", "max_vcpus",
-						 "max_memory_mb", "max_ttl_seconds", NULL};
+	static const char *const limit_keys[] = {
+		"timeout_sec",	  "max_timeout_sec", "output_bytes",
+		"max_file_bytes", "max_sandboxes",   "max_vcpus",
+		"max_memory_mb",  "max_ttl_seconds", NULL};
 	static const char *const net_keys[] = {"egress", "allow", NULL};
 	_cleanup_(fl_policy_freep) FlPolicy *p = policy_alloc(name);
 	struct json_object *cmds, *files, *limits, *net;
@@ -1466,9 +1508,12 @@ int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **re
 		return r;
 	if (cmds) {
 		if ((r = reject_unknown(cmds, "commands", cmd_keys, err)) < 0 ||
-		    (r = get_strings(cmds, "deny", "commands", false, &p->commands.deny, err)) < 0 ||
-		    (r = get_strings(cmds, "approval", "commands", false, &p->commands.approval, err)) < 0 ||
-		    (r = get_strings(cmds, "allow", "commands", false, &p->commands.allow, err)) < 0 ||
+		    (r = get_strings(cmds, "deny", "commands", false, &p->commands.deny, err)) <
+			    0 ||
+		    (r = get_strings(cmds, "approval", "commands", false, &p->commands.approval,
+				     err)) < 0 ||
+		    (r = get_strings(cmds, "allow", "commands", false, &p->commands.allow, err)) <
+			    0 ||
 		    (r = get_unsigned(cmds, "approval_timeout_sec", "commands", 1, 86400,
 				      &p->commands.approval_timeout_sec, err)) < 0 ||
 		    (r = get_string(cmds, "opaque", "commands", &s, err)) < 0)
@@ -1478,7 +1523,8 @@ int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **re
 		else if (s && !strcmp(s, "approval"))
 			p->commands.opaque = FL_POLICY_APPROVAL;
 		else if (s)
-			return fl_error_set(err, -EINVAL, "commands.opaque: '%s' is not deny or approval", s);
+			return fl_error_set(err, -EINVAL,
+					    "commands.opaque: '%s' is not deny or approval", s);
 	}
 	if (files && ((r = reject_unknown(files, "files", file_keys, err)) < 0 ||
 		      (r = get_strings(files, "read", "files", true, &p->files.read, err)) < 0 ||
@@ -1486,17 +1532,26 @@ int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **re
 		return r;
 	if (limits) {
 		if ((r = reject_unknown(limits, "limits", limit_keys, err)) < 0 ||
-		    (r = get_unsigned(limits, "timeout_sec", "limits", 1, 86400, &p->limits.timeout_sec, err)) < 0 ||
-		    (r = get_unsigned(limits, "max_timeout_sec", "limits", 1, 86400, &p->limits.max_timeout_sec, err)) < 0 ||
-		    (r = get_u64(limits, "output_bytes", "limits", 0, 1ull << 30, &p->limits.output_bytes, err)) < 0 ||
-		    (r = get_u64(limits, "max_file_bytes", "limits", 0, 1ull << 50, &p->limits.max_file_bytes, err)) < 0 ||
-		    (r = get_unsigned(limits, "max_sandboxes", "limits", 0, 4096, &p->limits.max_sandboxes, err)) < 0 ||
-		    (r = get_unsigned(limits, "max_vcpus", "limits", 0, 256, &p->limits.max_vcpus, err)) < 0 ||
-		    (r = get_unsigned(limits, "max_memory_mb", "limits", 0, 1u << 20, &p->limits.max_memory_mb, err)) < 0 ||
-		    (r = get_u64(limits, "max_ttl_seconds", "limits", 0, UINT32_MAX, &p->limits.max_ttl_seconds, err)) < 0)
+		    (r = get_unsigned(limits, "timeout_sec", "limits", 1, 86400,
+				      &p->limits.timeout_sec, err)) < 0 ||
+		    (r = get_unsigned(limits, "max_timeout_sec", "limits", 1, 86400,
+				      &p->limits.max_timeout_sec, err)) < 0 ||
+		    (r = get_u64(limits, "output_bytes", "limits", 0, 1ull << 30,
+				 &p->limits.output_bytes, err)) < 0 ||
+		    (r = get_u64(limits, "max_file_bytes", "limits", 0, 1ull << 50,
+				 &p->limits.max_file_bytes, err)) < 0 ||
+		    (r = get_unsigned(limits, "max_sandboxes", "limits", 0, 4096,
+				      &p->limits.max_sandboxes, err)) < 0 ||
+		    (r = get_unsigned(limits, "max_vcpus", "limits", 0, 256, &p->limits.max_vcpus,
+				      err)) < 0 ||
+		    (r = get_unsigned(limits, "max_memory_mb", "limits", 0, 1u << 20,
+				      &p->limits.max_memory_mb, err)) < 0 ||
+		    (r = get_u64(limits, "max_ttl_seconds", "limits", 0, UINT32_MAX,
+				 &p->limits.max_ttl_seconds, err)) < 0)
 			return r;
 		if (p->limits.timeout_sec > p->limits.max_timeout_sec)
-			return fl_error_set(err, -EINVAL, "limits.timeout_sec is above limits.max_timeout_sec");
+			return fl_error_set(err, -EINVAL,
+					    "limits.timeout_sec is above limits.max_timeout_sec");
 	}
 	if (net) {
 		if ((r = reject_unknown(net, "network", net_keys, err)) < 0 ||
@@ -1509,11 +1564,14 @@ int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **re
 		else if (!strcmp(s, "allowlist"))
 			p->network.egress = FL_EGRESS_ALLOWLIST;
 		else
-			return fl_error_set(err, -EINVAL, "network.egress: '%s' is not none, nat or allowlist", s);
+			return fl_error_set(err, -EINVAL,
+					    "network.egress: '%s' is not none, nat or allowlist",
+					    s);
 		FlPolicyRules list = {0};
 		r = get_strings(net, "allow", "network", false, &list, err);
 		if (r >= 0 && list.n > FL_POLICY_MAX_NET)
-			r = fl_error_set(err, -EINVAL, "network.allow: more than %d entries", FL_POLICY_MAX_NET);
+			r = fl_error_set(err, -EINVAL, "network.allow: more than %d entries",
+					 FL_POLICY_MAX_NET);
 		if (r >= 0 && list.n && p->network.egress != FL_EGRESS_ALLOWLIST)
 			r = fl_error_set(err, -EINVAL, "network.allow needs egress: allowlist");
 		if (r >= 0 && list.n) {
@@ -1523,7 +1581,8 @@ int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **re
 			for (size_t i = 0; r >= 0 && i < list.n; i++) {
 				if (fl_policy_parse_net(list.v[i], &p->network.allow[i]) < 0)
 					r = fl_error_set(err, -EINVAL,
-							 "network.allow[%zu]: '%s' is not CIDR[:PORT[-PORT]]",
+							 "network.allow[%zu]: '%s' is not "
+							 "CIDR[:PORT[-PORT]]",
 							 i, list.v[i]);
 				p->network.n_allow = i + 1;
 			}
@@ -1557,8 +1616,10 @@ struct json_object *fl_policy_to_json(const FlPolicy *p)
 	json_object_object_add(c, "deny", rules_json(&p->commands.deny));
 	json_object_object_add(c, "approval", rules_json(&p->commands.approval));
 	json_object_object_add(c, "allow", rules_json(&p->commands.allow));
-	json_object_object_add(c, "opaque", json_object_new_string(fl_policy_action_name(p->commands.opaque)));
-	json_object_object_add(c, "approval_timeout_sec", json_object_new_int64(p->commands.approval_timeout_sec));
+	json_object_object_add(c, "opaque",
+			       json_object_new_string(fl_policy_action_name(p->commands.opaque)));
+	json_object_object_add(c, "approval_timeout_sec",
+			       json_object_new_int64(p->commands.approval_timeout_sec));
 	json_object_object_add(o, "commands", c);
 	struct json_object *f = json_object_new_object();
 	json_object_object_add(f, "read", rules_json(&p->files.read));
@@ -1566,13 +1627,17 @@ struct json_object *fl_policy_to_json(const FlPolicy *p)
 	json_object_object_add(o, "files", f);
 	struct json_object *l = json_object_new_object();
 	json_object_object_add(l, "timeout_sec", json_object_new_int64(p->limits.timeout_sec));
-	json_object_object_add(l, "max_timeout_sec", json_object_new_int64(p->limits.max_timeout_sec));
-	json_object_object_add(l, "output_bytes", json_object_new_int64((int64_t)p->limits.output_bytes));
-	json_object_object_add(l, "max_file_bytes", json_object_new_int64((int64_t)p->limits.max_file_bytes));
+	json_object_object_add(l, "max_timeout_sec",
+			       json_object_new_int64(p->limits.max_timeout_sec));
+	json_object_object_add(l, "output_bytes",
+			       json_object_new_int64((int64_t)p->limits.output_bytes));
+	json_object_object_add(l, "max_file_bytes",
+			       json_object_new_int64((int64_t)p->limits.max_file_bytes));
 	json_object_object_add(l, "max_sandboxes", json_object_new_int64(p->limits.max_sandboxes));
 	json_object_object_add(l, "max_vcpus", json_object_new_int64(p->limits.max_vcpus));
 	json_object_object_add(l, "max_memory_mb", json_object_new_int64(p->limits.max_memory_mb));
-	json_object_object_add(l, "max_ttl_seconds", json_object_new_int64((int64_t)p->limits.max_ttl_seconds));
+	json_object_object_add(l, "max_ttl_seconds",
+			       json_object_new_int64((int64_t)p->limits.max_ttl_seconds));
 	json_object_object_add(o, "limits", l);
 	struct json_object *n = json_object_new_object();
 	static const char *const eg[] = {"nat", "none", "allowlist"};

@@ -58,10 +58,10 @@
 
 #include "error.h"
 
-#define FL_SHELL_MAX_LEN (64u * 1024)  /* bytes in one command line */
-#define FL_SHELL_MAX_DEPTH 8           /* nesting of $(), ``, (), sh -c */
-#define FL_SHELL_MAX_WORDS 4096        /* words in one command line, all levels */
-#define FL_SHELL_MAX_CMDS 1024         /* simple commands in one line */
+#define FL_SHELL_MAX_LEN (64u * 1024) /* bytes in one command line */
+#define FL_SHELL_MAX_DEPTH 8	      /* nesting of $(), ``, (), sh -c */
+#define FL_SHELL_MAX_WORDS 4096	      /* words in one command line, all levels */
+#define FL_SHELL_MAX_CMDS 1024	      /* simple commands in one line */
 
 #define FL_POLICY_MAX_RULES 256
 #define FL_POLICY_MAX_NET 64
@@ -97,21 +97,21 @@ typedef struct FlPolicy {
 	char *description;
 	struct {
 		FlPolicyRules deny, approval, allow;
-		FlPolicyAction opaque;        /* DENY (default) or APPROVAL */
+		FlPolicyAction opaque;	       /* DENY (default) or APPROVAL */
 		unsigned approval_timeout_sec; /* how long a command waits for a reviewer */
 	} commands;
 	struct {
 		FlPolicyRules read, write; /* normalised absolute prefixes */
 	} files;
 	struct {
-		unsigned timeout_sec;      /* default per-operation timeout */
-		unsigned max_timeout_sec;  /* larger requested timeouts are rejected (400) */
-		uint64_t output_bytes;     /* stdout/stderr bytes kept per command, 0 = all */
-		uint64_t max_file_bytes;   /* largest file upload/download, 0 = no limit */
-		unsigned max_sandboxes;    /* live sandboxes created by one token, 0 = no limit */
-		unsigned max_vcpus;        /* 0 = the server's limit */
-		unsigned max_memory_mb;    /* 0 = the server's limit */
-		uint64_t max_ttl_seconds;  /* 0 = the server's limit */
+		unsigned timeout_sec;	  /* default per-operation timeout */
+		unsigned max_timeout_sec; /* larger requested timeouts are rejected (400) */
+		uint64_t output_bytes;	  /* stdout/stderr bytes kept per command, 0 = all */
+		uint64_t max_file_bytes;  /* largest file upload/download, 0 = no limit */
+		unsigned max_sandboxes;	  /* live sandboxes created by one token, 0 = no limit */
+		unsigned max_vcpus;	  /* 0 = the server's limit */
+		unsigned max_memory_mb;	  /* 0 = the server's limit */
+		uint64_t max_ttl_seconds; /* 0 = the server's limit */
 	} limits;
 	struct {
 		FlPolicyEgress egress;
@@ -136,19 +136,19 @@ bool fl_policy_has_command_rules(const FlPolicy *p);
 /* ---- shell parsing ---------------------------------------------------- */
 
 typedef struct FlShellCmd {
-	char **argv;      /* words after assignments, quotes removed; NULL-terminated */
+	char **argv; /* words after assignments, quotes removed; NULL-terminated */
 	size_t argc;
-	bool opaque;      /* not resolvable statically; reason says why */
+	bool opaque;	   /* not resolvable statically; reason says why */
 	bool dynamic_args; /* arguments not known before it runs (xargs, $X, globs) */
 	char reason[96];
-	unsigned depth;   /* nesting level it was found at */
+	unsigned depth; /* nesting level it was found at */
 } FlShellCmd;
 
 typedef struct FlShellCmds {
 	FlShellCmd *v;
 	size_t n;
-	bool truncated;   /* the line hit a cap: treat as opaque */
-	char error[128];  /* parse problem ("" if none) */
+	bool truncated;	 /* the line hit a cap: treat as opaque */
+	char error[128]; /* parse problem ("" if none) */
 } FlShellCmds;
 
 /*
@@ -167,8 +167,8 @@ void fl_shell_cmds_clear(FlShellCmds *c);
 
 typedef struct FlPolicyDecision {
 	FlPolicyAction action;
-	char rule[256];     /* "deny: rm *", "allowlist: no rule matched", "opaque: ...", "" */
-	char command[512];  /* the simple command it is about ("prog arg ..."), may be cut */
+	char rule[256];	   /* "deny: rm *", "allowlist: no rule matched", "opaque: ...", "" */
+	char command[512]; /* the simple command it is about ("prog arg ..."), may be cut */
 } FlPolicyDecision;
 
 /*

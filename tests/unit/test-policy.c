@@ -40,7 +40,8 @@ static const char *DENY_POLICY =
 
 static const char *ALLOW_POLICY =
 	"{\"commands\": {\"allow\": [\"ls\", \"cat *\", \"echo\", \"grep\", \"true\", \"uname *\"],"
-	" \"deny\": [\"cat /etc/shadow\"], \"approval\": [\"grep -r *\"], \"opaque\": \"approval\"}}";
+	" \"deny\": [\"cat /etc/shadow\"], \"approval\": [\"grep -r *\"], \"opaque\": "
+	"\"approval\"}}";
 
 typedef struct Case {
 	const char *cmd;
@@ -185,7 +186,7 @@ static void test_deny_table(void **state)
 		{"{ ls; }", A},
 		{"command -v rm", A},
 		{"D=/dev/sda; dd if=/dev/zero of=$D", D}, /* argument known only at run time */
-		{"dd if=/dev/zero of=/dev/s[d]a", D},     /* glob in an argument */
+		{"dd if=/dev/zero of=/dev/s[d]a", D},	  /* glob in an argument */
 		{"dd if=/dev/zero of=/tmp/x", A},
 		{"apt-get install $PKG", Q},
 		{"ls $HOME", A},
@@ -209,14 +210,14 @@ static void test_allow_table(void **state)
 		{"rm x", D},
 		{"echo $(ls)", A},
 		{"echo $(rm x)", D},
-		{"$X", Q},       /* opaque: approval per this policy */
+		{"$X", Q}, /* opaque: approval per this policy */
 		{"eval ls", Q},
 		{"sh -c 'ls'", D}, /* wrappers and shells are commands too: sh is not allowed */
 		{"sh -c 'rm x'", D},
 		{"sh", Q},
 		{"uname -a", A},
 		{"true", A},
-		{"env ls", D},  /* env itself is not allowed */
+		{"env ls", D}, /* env itself is not allowed */
 		{"FOO=1 ls", A},
 		{"ls $HOME", A},
 		{"echo 'x", Q},
@@ -306,7 +307,8 @@ static void test_split(void **state)
 {
 	(void)state;
 	FlShellCmds c;
-	assert_int_equal(fl_shell_parse("A=1 B=2 sudo -u x env C=3 /bin/ls -l 'a b' 2>&1 | wc -l", &c), 0);
+	assert_int_equal(
+		fl_shell_parse("A=1 B=2 sudo -u x env C=3 /bin/ls -l 'a b' 2>&1 | wc -l", &c), 0);
 	assert_string_equal(c.error, "");
 	assert_int_equal(c.n, 4); /* sudo..., env..., /bin/ls..., wc -l */
 	assert_string_equal(c.v[0].argv[0], "sudo");
@@ -338,9 +340,17 @@ static void test_paths(void **state)
 	(void)state;
 	char out[64];
 	static const char *const norm[][2] = {
-		{"/", "/"}, {"//", "/"}, {"/a/b/", "/a/b"}, {"/a/./b", "/a/b"}, {"/a/../b", "/b"},
-		{"/../../etc", "/etc"}, {"/tmp/x/../../etc/passwd", "/etc/passwd"},
-		{"/a//b///c", "/a/b/c"}, {"/a/b/..", "/a"}, {"/a/..", "/"}, {"/.../x", "/.../x"},
+		{"/", "/"},
+		{"//", "/"},
+		{"/a/b/", "/a/b"},
+		{"/a/./b", "/a/b"},
+		{"/a/../b", "/b"},
+		{"/../../etc", "/etc"},
+		{"/tmp/x/../../etc/passwd", "/etc/passwd"},
+		{"/a//b///c", "/a/b/c"},
+		{"/a/b/..", "/a"},
+		{"/a/..", "/"},
+		{"/.../x", "/.../x"},
 	};
 	for (size_t i = 0; i < sizeof(norm) / sizeof(norm[0]); i++) {
 		assert_int_equal(fl_policy_path_normalize(norm[i][0], out, sizeof(out)), 0);
@@ -354,7 +364,8 @@ static void test_paths(void **state)
 	big[sizeof(big) - 1] = 0;
 	assert_int_equal(fl_policy_path_normalize(big, out, sizeof(out)), -ENAMETOOLONG);
 
-	FlPolicy *p = load("{\"files\": {\"read\": [\"/etc\", \"/home/\"], \"write\": [\"/tmp\", \"/home/agent/\"]}}");
+	FlPolicy *p = load("{\"files\": {\"read\": [\"/etc\", \"/home/\"], \"write\": [\"/tmp\", "
+			   "\"/home/agent/\"]}}");
 	const char *by = NULL;
 	assert_true(fl_policy_path_allowed(p, "/etc/passwd", false, NULL));
 	assert_true(fl_policy_path_allowed(p, "/etc", false, NULL));
@@ -420,11 +431,13 @@ static void test_parse_errors(void **state)
 	expect_bad("{\"limits\": {\"max_vcpus\": -1}}", "max_vcpus");
 	expect_bad("{\"network\": {\"egress\": \"open\"}}", "egress");
 	expect_bad("{\"network\": {\"egress\": \"nat\", \"allow\": [\"1.2.3.4\"]}}", "allowlist");
-	expect_bad("{\"network\": {\"egress\": \"allowlist\", \"allow\": [\"x\"]}}", "network.allow[0]");
+	expect_bad("{\"network\": {\"egress\": \"allowlist\", \"allow\": [\"x\"]}}",
+		   "network.allow[0]");
 
-	FlPolicy *p = load("{\"description\": \"d\", \"files\": {\"read\": [\"/a/./b/\"]},"
-			   " \"network\": {\"egress\": \"allowlist\", \"allow\": [\"10.0.2.2:80\"]},"
-			   " \"limits\": {\"max_sandboxes\": 2, \"output_bytes\": 100}}");
+	FlPolicy *p =
+		load("{\"description\": \"d\", \"files\": {\"read\": [\"/a/./b/\"]},"
+		     " \"network\": {\"egress\": \"allowlist\", \"allow\": [\"10.0.2.2:80\"]},"
+		     " \"limits\": {\"max_sandboxes\": 2, \"output_bytes\": 100}}");
 	assert_string_equal(p->files.read.v[0], "/a/b");
 	assert_int_equal(p->network.egress, FL_EGRESS_ALLOWLIST);
 	assert_int_equal(p->network.n_allow, 1);
@@ -484,7 +497,9 @@ static void test_config_section(void **state)
 
 	assert_int_equal(parse_config("default_policy: nope\n", &cfg, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "default_policy 'nope' is not defined"));
-	assert_int_equal(parse_config("policies:\n  a:\n    limits:\n      max_vcpus: x\n", &cfg, &err), -EINVAL);
+	assert_int_equal(
+		parse_config("policies:\n  a:\n    limits:\n      max_vcpus: x\n", &cfg, &err),
+		-EINVAL);
 	assert_non_null(strstr(err.msg, "t.yaml:3: policies.a: limits.max_vcpus"));
 	assert_int_equal(parse_config("policies:\n  a: {}\n  a: {}\n", &cfg, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "duplicate key 'a'"));
