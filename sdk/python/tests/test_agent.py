@@ -3,13 +3,19 @@
 checkpoints, a failing step rolled back, the change (diff + playbook), an
 approval of kind "change" that a reviewer (a second client, reviewer token
 made by the admin) approves through the API from a thread, and the agent's
-printed playbook, decision and comment. Then the same with a rejection."""
+printed playbook, decision and comment. Then the same with a rejection,
+and the optional planning through an OpenAI-compatible endpoint (a fake)."""
 
+import http.server
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 AGENT = os.path.join(ROOT, "examples", "agent.py")
@@ -91,3 +97,47 @@ def test_example_agent_rejected(server, client, reviewer, agent_token):
     assert "reviewer's comment: no motd changes this week" in p.stdout
     assert box["decided"].state == "rejected"
     assert client.list_sandboxes(agent_id="example-agent").total == 0
+
+
+class _FakeLLM(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible /chat/completions answering a fenced JSON list."""
+    seen = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeLLM.seen.append((self.path, self.headers.get("Authorization"), body))
+        answer = '```json\n["apt-get install -y nginx", "systemctl enable nginx"]\n```'
+        out = json.dumps({"choices": [{"message": {"role": "assistant", "content": answer}}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out.encode())
+
+    def log_message(self, *a):
+        pass
+
+
+def test_example_agent_plans_with_an_llm(monkeypatch):
+    spec = importlib.util.spec_from_file_location("example_agent", AGENT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeLLM)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        for k in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(k, raising=False)
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{srv.server_port}/v1/")
+        monkeypatch.setenv("FLUID_AGENT_MODEL", "tiny-model")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        steps = mod.plan_with_llm("install nginx")
+        assert steps == ["apt-get install -y nginx", "systemctl enable nginx"]
+        path, auth, body = _FakeLLM.seen[-1]
+        assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
+        assert body["model"] == "tiny-model" and body["messages"][-1]["content"] == "install nginx"
+        monkeypatch.delenv("FLUID_AGENT_MODEL")
+        with pytest.raises(SystemExit):
+            mod.plan_with_llm("install nginx")
+    finally:
+        srv.shutdown()
+        srv.server_close()
