@@ -70,6 +70,7 @@ read_until() {
 cat >"$T/config.yaml" <<EOF
 server:
   listen: 127.0.0.1:0
+  threads: 8
 state_dir: $T/state
 accelerator: tcg
 images:
@@ -215,6 +216,25 @@ for ((i = 0; i < 50; i++)); do
 	sleep 0.2
 done
 check "a client killed mid-session ($n tmux client while connected) leaves none ($left)" test "$n" = 1 -a "$left" = 0
+
+# Each terminal holds a worker: at most threads/4 (here 2) at once.
+$WS "$WSURL/v1/sandboxes/$SB/terminal" --timeout 30 'sleep:30' >"$T/t1.out" 2>&1 &
+t1=$!
+$WS "$WSURL/v1/sandboxes/$SB/terminal" --timeout 30 'sleep:30' >"$T/t2.out" 2>&1 &
+t2=$!
+for ((i = 0; i < 200; i++)); do grep -q '"type": "ready"' "$T/t1.out" && grep -q '"type": "ready"' "$T/t2.out" && break; sleep 0.1; done
+out=$($WS "$WSURL/v1/sandboxes/$SB/terminal" --status-only 2>&1)
+check "a third terminal with server.threads 8 -> 503 ($(head -1 <<<"$out"))" grep -q '^HTTP/1.1 503' <<<"$out"
+code=$(curl -sS -m 60 -o /dev/null -w '%{http_code}' "$URL/v1/sandboxes/$SB/tmux/sessions")
+check "  while the REST API still answers ($code)" test "$code" = 200
+kill $t1 $t2 2>/dev/null; wait $t1 $t2 2>/dev/null
+out=x
+for ((i = 0; i < 50; i++)); do
+	out=$($WS "$WSURL/v1/sandboxes/$SB/terminal" --timeout 20 close 2>&1)
+	grep -q '"type": "ready"' <<<"$out" && break
+	sleep 0.2
+done
+check "  and once they closed, a terminal opens again" grep -q '"type": "ready"' <<<"$out"
 
 # 8. The session ends: the terminal gets an exit frame and a close.
 $WS "$WSURL/v1/sandboxes/$SB/terminal?mode=watch&session=second" --timeout 20 \
