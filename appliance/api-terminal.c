@@ -57,7 +57,7 @@
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 #define TERM_PING_MS 20000
-#define TERM_MAX_CLIENT_FRAME 65536 /* a client frame, and one input's data */
+#define TERM_MAX_CLIENT_FRAME 65536   /* a client frame, and one input's data */
 #define TERM_MAX_RECORD (256u * 1024) /* an output record from the engine */
 #define TERM_INPUT_STALL_MS 10000
 #define TERM_MAX_COLS 1000
@@ -71,7 +71,7 @@ typedef struct Term {
 	unsigned cols, rows;
 	pthread_mutex_t lock;
 	FlStream *stream; /* guarded by lock; NULL once the pump finished it */
-	int in_fd;        /* the worker's non-blocking copy of the input; -1 in watch mode */
+	int in_fd;	  /* the worker's non-blocking copy of the input; -1 in watch mode */
 	pthread_t pump;
 	bool pump_started;
 	bool ready; /* set up (worker thread only) */
@@ -218,8 +218,11 @@ static int ws_connect(const struct mg_connection *conn, void *cbdata)
 	r = fl_engine_get(e, id, &rec, &err);
 	if (r < 0)
 		return refuse(conn, fl_http_status_from_errno(r),
-			      r == -ENOENT ? "no such sandbox" : err.msg[0] ? err.msg : strerror(-r));
-	if (!json_object_object_get_ex(rec, "state", &v) || strcmp(json_object_get_string(v), "RUNNING"))
+			      r == -ENOENT ? "no such sandbox"
+			      : err.msg[0] ? err.msg
+					   : strerror(-r));
+	if (!json_object_object_get_ex(rec, "state", &v) ||
+	    strcmp(json_object_get_string(v), "RUNNING"))
 		return refuse(conn, 409, "the sandbox is not RUNNING");
 	json_object_object_get_ex(rec, "id", &v);
 
@@ -363,9 +366,10 @@ static void *pump(void *p)
 				       ? json_object_new_int(json_object_get_int(v))
 				       : NULL);
 	if (fr < 0 || r < 0)
-		json_object_object_add(o, "error",
-				       json_object_new_string(fr < 0 && err.msg[0] ? err.msg
-							      : strerror(-(fr < 0 ? fr : r))));
+		json_object_object_add(
+			o, "error",
+			json_object_new_string(
+				fr < 0 && err.msg[0] ? err.msg : strerror(-(fr < 0 ? fr : r))));
 	send_json(conn, o);
 	send_close(conn, fr < 0 || r < 0 ? 1011 : 1000);
 	return NULL;
@@ -376,8 +380,8 @@ static int prepare_session(Term *t, unsigned *ret_w, unsigned *ret_h, FlError *e
 {
 	char target[FL_TMUX_NAME_MAX + 4];
 	snprintf(target, sizeof(target), "=%s:", t->session);
-	const char *args[] = {"display-message", "-p", "-t", target,
-			      "#{window_width} #{window_height}", NULL};
+	const char *args[] = {
+		"display-message", "-p", "-t", target, "#{window_width} #{window_height}", NULL};
 	for (int attempt = 0;; attempt++) {
 		FlTmuxResult res;
 		int r = fl_tmux_run(t->e, t->sandbox_id, args, 256, &res, err);
@@ -422,7 +426,8 @@ static void ws_ready(struct mg_connection *conn, void *cbdata)
 	const char *argv_control[] = {"tmux", "attach-session", "-t", target, NULL};
 	const char *argv_watch[] = {"tmux", "attach-session", "-r", "-t", target, NULL};
 	FlExecSpec spec = {.argv = t->watch ? argv_watch : argv_control};
-	FlStreamSpec ss = {.op = "pty", .exec = &spec, .input = true, .rows = t->rows, .cols = t->cols};
+	FlStreamSpec ss = {
+		.op = "pty", .exec = &spec, .input = true, .rows = t->rows, .cols = t->cols};
 	FlStream *st = NULL;
 	r = fl_engine_stream_open(t->e, t->sandbox_id, &ss, &st, &err);
 	if (r < 0)
@@ -496,13 +501,15 @@ static int handle_message(struct mg_connection *conn, Term *t, const char *data,
 	json_tokener *tok = json_tokener_new_ex(8);
 	if (!tok)
 		return send_error(conn, 500, "out of memory"), -1;
-	_cleanup_(json_object_putp) struct json_object *o = json_tokener_parse_ex(tok, data, (int)len);
+	_cleanup_(json_object_putp) struct json_object *o =
+		json_tokener_parse_ex(tok, data, (int)len);
 	bool complete = json_tokener_get_error(tok) == json_tokener_success &&
 			json_tokener_get_parse_end(tok) == len;
 	json_tokener_free(tok);
 	struct json_object *type;
 	if (!o || !complete || !json_object_is_type(o, json_type_object) ||
-	    !json_object_object_get_ex(o, "type", &type) || !json_object_is_type(type, json_type_string))
+	    !json_object_object_get_ex(o, "type", &type) ||
+	    !json_object_is_type(type, json_type_string))
 		return send_error(conn, 400, "messages are JSON objects with a \"type\""), 0;
 	const char *ty = json_object_get_string(type);
 	FlError err = {0};
@@ -514,7 +521,9 @@ static int handle_message(struct mg_connection *conn, Term *t, const char *data,
 			return send_error(conn, 400, err.msg), 0;
 		if (t->watch)
 			return send_error(conn, 403, "this terminal is read-only (mode=watch)"), 0;
-		int r = write_input(t, d, (size_t)json_object_get_string_len(json_object_object_get(o, "data")));
+		int r = write_input(
+			t, d,
+			(size_t)json_object_get_string_len(json_object_object_get(o, "data")));
 		if (r == -ETIMEDOUT) {
 			send_error(conn, 504, "the terminal takes no input (stalled for 10 s)");
 			send_close(conn, 1011);

@@ -50,7 +50,8 @@ static int body_sandbox(FlHttpReq *req, struct json_object *body, char id[64])
 	FlError err = {0};
 	r = fl_engine_get(e, sid, &rec, &err);
 	if (r < 0)
-		return r == -ENOENT ? fl_http_fail(req, r, "no sandbox '%s'", sid) : fl_api_fail(req, r, &err);
+		return r == -ENOENT ? fl_http_fail(req, r, "no sandbox '%s'", sid)
+				    : fl_api_fail(req, r, &err);
 	if (!json_object_object_get_ex(rec, "id", &v))
 		return fl_http_fail(req, -EIO, "engine record without id");
 	snprintf(id, 64, "%s", json_object_get_string(v));
@@ -122,7 +123,8 @@ static int take_pane_id(FlHttpReq *req, const FlTmuxResult *res, char pane[24], 
 
 static int send_keys(FlHttpReq *req)
 {
-	static const char *const allowed[] = {"sandbox_id", "pane_id", "keys", "enter", "literal", NULL};
+	static const char *const allowed[] = {"sandbox_id", "pane_id", "keys",
+					      "enter",	    "literal", NULL};
 	_cleanup_(json_object_putp) struct json_object *body = NULL;
 	char id[64], target[FL_TMUX_PANE_MAX + 8], session[FL_TMUX_NAME_MAX + 1];
 	char names[KEY_NAMES_MAX][KEY_NAME_LEN + 1];
@@ -168,13 +170,15 @@ static int send_keys(FlHttpReq *req)
 			size_t l = 0;
 			while (p[l] && p[l] != ' ') {
 				if (p[l] < 0x21 || p[l] > 0x7e)
-					return fl_http_fail(req, -EINVAL,
-							    "keys: with literal false, keys are tmux key "
-							    "names (printable ASCII) separated by spaces");
+					return fl_http_fail(
+						req, -EINVAL,
+						"keys: with literal false, keys are tmux key "
+						"names (printable ASCII) separated by spaces");
 				l++;
 			}
 			if (l > KEY_NAME_LEN || k >= KEY_NAMES_MAX)
-				return fl_http_fail(req, -EINVAL, "keys: at most %d key names of %d characters",
+				return fl_http_fail(req, -EINVAL,
+						    "keys: at most %d key names of %d characters",
 						    KEY_NAMES_MAX, KEY_NAME_LEN);
 			memcpy(names[k], p, l);
 			names[k][l] = 0;
@@ -227,8 +231,10 @@ static int read_pane(FlHttpReq *req)
 
 	if ((r = fl_http_read_json(req, &body)) < 0 ||
 	    (r = fl_json_reject_unknown(body, allowed, &req->err)) < 0 ||
-	    (r = fl_json_get_uint(body, "lines", false, 0, READ_LINES_MAX, &lines, &req->err)) < 0 ||
-	    (r = pane_target(req, body, target, session)) < 0 || (r = body_sandbox(req, body, id)) < 0)
+	    (r = fl_json_get_uint(body, "lines", false, 0, READ_LINES_MAX, &lines, &req->err)) <
+		    0 ||
+	    (r = pane_target(req, body, target, session)) < 0 ||
+	    (r = body_sandbox(req, body, id)) < 0)
 		return r;
 	const char *args[16];
 	size_t n = 0;
@@ -307,7 +313,8 @@ static int get_sessions(FlHttpReq *req)
 	if (!have_default) {
 		/* every sandbox has its session: made on first use, a listing included */
 		json_object_put(TAKE_PTR(arr));
-		if ((r = fl_tmux_ensure_session(e, id, FL_TMUX_DEFAULT_SESSION, NULL, NULL, &err)) < 0 ||
+		if ((r = fl_tmux_ensure_session(e, id, FL_TMUX_DEFAULT_SESSION, NULL, NULL, &err)) <
+			    0 ||
 		    (r = fl_tmux_list(e, id, NULL, &arr, &err)) < 0)
 			return fl_api_fail(req, r, &err);
 	}
@@ -332,14 +339,16 @@ static int create_session(FlHttpReq *req)
 	    (r = fl_json_get_string(body, "name", false, 64, &name, &req->err)) < 0)
 		return r;
 	if (name && !fl_tmux_session_name_ok(name))
-		return fl_http_fail(req, -EINVAL, "invalid name: [A-Za-z0-9_-]{1,%d}", FL_TMUX_NAME_MAX);
+		return fl_http_fail(req, -EINVAL, "invalid name: [A-Za-z0-9_-]{1,%d}",
+				    FL_TMUX_NAME_MAX);
 	struct json_object *c = json_object_object_get(body, "command");
 	if (c && json_object_is_type(c, json_type_string)) {
 		command = json_object_get_string(c);
 		if (!command[0] || strlen(command) != (size_t)json_object_get_string_len(c) ||
 		    strlen(command) > COMMAND_MAX)
 			return fl_http_fail(req, -EINVAL,
-					    "command: a non-empty string of at most %d bytes", COMMAND_MAX);
+					    "command: a non-empty string of at most %d bytes",
+					    COMMAND_MAX);
 	} else if (c && json_object_is_type(c, json_type_array)) {
 		size_t n = json_object_array_length(c);
 		if (n == 0 || n > COMMAND_ARGV_MAX)
@@ -348,22 +357,26 @@ static int create_session(FlHttpReq *req)
 		for (size_t i = 0; i < n; i++) {
 			struct json_object *a = json_object_array_get_idx(c, i);
 			if (!json_object_is_type(a, json_type_string) ||
-			    strlen(json_object_get_string(a)) != (size_t)json_object_get_string_len(a) ||
-			    strlen(json_object_get_string(a)) > COMMAND_MAX || (i == 0 && !json_object_get_string(a)[0]))
+			    strlen(json_object_get_string(a)) !=
+				    (size_t)json_object_get_string_len(a) ||
+			    strlen(json_object_get_string(a)) > COMMAND_MAX ||
+			    (i == 0 && !json_object_get_string(a)[0]))
 				return fl_http_fail(req, -EINVAL, "command: an array of strings");
 			argv[i] = json_object_get_string(a);
 		}
 		argv[n] = NULL;
 		use_argv = true;
 	} else if (c) {
-		return fl_http_fail(req, -EINVAL,
-				    "command: a string (run by the default shell) or an argv array");
+		return fl_http_fail(
+			req, -EINVAL,
+			"command: a string (run by the default shell) or an argv array");
 	}
 	if ((r = fl_api_sandbox_lookup(req, id, NULL)) < 0)
 		return r;
 	FlError err = {0};
 	_cleanup_(json_object_putp) struct json_object *sess = NULL;
-	r = fl_tmux_create(fl_api_engine(req), id, name, command, use_argv ? argv : NULL, &sess, &err);
+	r = fl_tmux_create(fl_api_engine(req), id, name, command, use_argv ? argv : NULL, &sess,
+			   &err);
 	if (r < 0)
 		return fl_api_fail(req, r, &err);
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();

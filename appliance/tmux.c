@@ -271,7 +271,8 @@ int fl_tmux_run(FlEngine *e, const char *sandbox_id, const char *const *args, si
 	}
 	/* stderr is shown in error messages: printable only */
 	for (char *p = ret->err; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f || (unsigned char)*p >= 0x80)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f ||
+		    (unsigned char)*p >= 0x80)
 			*p = *p == '\n' && !p[1] ? 0 : ' ';
 	r = 0;
 out:
@@ -297,7 +298,8 @@ int fl_tmux_error(const FlTmuxResult *res, FlError *err)
 {
 	const char *m = res->err[0] ? res->err : "tmux failed";
 	if (!strncmp(m, "no server running", 17) || !strncmp(m, "error connecting to", 19))
-		return fl_error_set(err, -ENOENT, "no tmux server runs in the sandbox (no session yet)");
+		return fl_error_set(err, -ENOENT,
+				    "no tmux server runs in the sandbox (no session yet)");
 	if (!strncmp(m, "can't find ", 11) || !strncmp(m, "no current session", 18))
 		return fl_error_set(err, -ENOENT, "tmux: %.200s", m);
 	if (!strncmp(m, "duplicate session", 17))
@@ -372,16 +374,20 @@ struct json_object *fl_tmux_text_json(const char *p, size_t len)
 		return NULL;
 	while (i < len) {
 		unsigned char c = (unsigned char)p[i];
-		size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
-			   (c & 0xf8) == 0xf0 ? 4 : 0;
+		size_t k = c < 0x80		? 1
+			   : (c & 0xe0) == 0xc0 ? 2
+			   : (c & 0xf0) == 0xe0 ? 3
+			   : (c & 0xf8) == 0xf0 ? 4
+						: 0;
 		bool ok = k > 0 && i + k <= len;
 		uint32_t cp = k == 1 ? c : k == 2 ? c & 0x1f : k == 3 ? c & 0x0f : c & 0x07;
 		for (size_t j = 1; ok && j < k; j++) {
 			ok = ((unsigned char)p[i + j] & 0xc0) == 0x80;
 			cp = cp << 6 | ((unsigned char)p[i + j] & 0x3f);
 		}
-		if (ok && ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
-			   cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)))
+		if (ok &&
+		    ((k == 2 && cp < 0x80) || (k == 3 && cp < 0x800) || (k == 4 && cp < 0x10000) ||
+		     cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)))
 			ok = false;
 		if (!ok) {
 			memcpy(out + o, "\xef\xbf\xbd", 3);
@@ -428,8 +434,11 @@ static struct json_object *clean_string(const char *s)
 	size_t o = 0, i = 0, len = strlen(s);
 	while (i < len && o + 4 < sizeof(buf)) {
 		unsigned char c = (unsigned char)s[i];
-		size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
-			   (c & 0xf8) == 0xf0 ? 4 : 0;
+		size_t k = c < 0x80		? 1
+			   : (c & 0xe0) == 0xc0 ? 2
+			   : (c & 0xf0) == 0xe0 ? 3
+			   : (c & 0xf8) == 0xf0 ? 4
+						: 0;
 		bool ok = k > 0 && i + k <= len;
 		for (size_t j = 1; ok && j < k; j++)
 			ok = ((unsigned char)s[i + j] & 0xc0) == 0x80;
@@ -468,7 +477,8 @@ static struct json_object *find_session(struct json_object *arr, const char *nam
 {
 	for (size_t i = 0; i < json_object_array_length(arr); i++) {
 		struct json_object *s = json_object_array_get_idx(arr, i), *v;
-		if (json_object_object_get_ex(s, "name", &v) && !strcmp(json_object_get_string(v), name))
+		if (json_object_object_get_ex(s, "name", &v) &&
+		    !strcmp(json_object_get_string(v), name))
 			return s;
 	}
 	return NULL;
@@ -491,7 +501,8 @@ struct json_object *fl_tmux_parse_list(const char *out, size_t len, const char *
 			if (!split(line + 2, f, 4) || !num(f[0], INT64_MAX / 2, &a) ||
 			    !num(f[1], 1000000, &b) || !num(f[2], 1000000, &c) || !*f[3] ||
 			    strlen(f[3]) > LIST_MAX_STR || (only && strcmp(f[3], only)) ||
-			    json_object_array_length(arr) >= LIST_MAX_SESSIONS || find_session(arr, f[3]))
+			    json_object_array_length(arr) >= LIST_MAX_SESSIONS ||
+			    find_session(arr, f[3]))
 				continue;
 			struct json_object *s = json_object_new_object();
 			json_object_object_add(s, "name", clean_string(f[3]));
@@ -502,12 +513,14 @@ struct json_object *fl_tmux_parse_list(const char *out, size_t len, const char *
 			json_object_array_add(arr, s);
 		} else if (line[0] == 'P' && line[1] == '\t') {
 			long long id;
-			if (!split(line + 2, f, 9) || f[0][0] != '%' || !num(f[0] + 1, 999999999, &id) ||
-			    !num(f[1], 1000000, &a) || !num(f[2], 1000000, &b) || !num(f[3], 1, &c) ||
-			    !num(f[4], 1, &d) || !num(f[5], 100000, &w) || !num(f[6], 100000, &h) ||
+			if (!split(line + 2, f, 9) || f[0][0] != '%' ||
+			    !num(f[0] + 1, 999999999, &id) || !num(f[1], 1000000, &a) ||
+			    !num(f[2], 1000000, &b) || !num(f[3], 1, &c) || !num(f[4], 1, &d) ||
+			    !num(f[5], 100000, &w) || !num(f[6], 100000, &h) ||
 			    n_panes >= LIST_MAX_PANES)
 				continue;
-			/* sessions come first in the output: a pane of an unlisted one is dropped */
+			/* sessions come first in the output: a pane of an unlisted one is dropped
+			 */
 			struct json_object *s = find_session(arr, f[7]), *panes;
 			if (!s || !json_object_object_get_ex(s, "panes", &panes))
 				continue;
@@ -535,7 +548,8 @@ int fl_tmux_create(FlEngine *e, const char *sandbox_id, const char *name, const 
 	const char *args[TMUX_MAX_ARGS + 1];
 	if (name && !fl_tmux_session_name_ok(name))
 		return fl_error_set(err, -EINVAL, "invalid tmux session name");
-	int n = session_args(args, TMUX_MAX_ARGS - 12, name, command, command_argv, cols, rows, err);
+	int n = session_args(args, TMUX_MAX_ARGS - 12, name, command, command_argv, cols, rows,
+			     err);
 	if (n < 0)
 		return n;
 	/* -P -F go before "--" and the command */
@@ -547,8 +561,9 @@ int fl_tmux_create(FlEngine *e, const char *sandbox_id, const char *name, const 
 	args[at + 1] = "-F";
 	args[at + 2] = "N\t#{session_name}";
 	n += 3;
-	const char *tail[] = {FL_TMUX_SEP, "list-sessions", "-F", SESSION_FMT, FL_TMUX_SEP,
-			      "list-panes", "-a", "-F", PANE_FMT, NULL};
+	const char *tail[] = {
+		FL_TMUX_SEP, "list-sessions", "-F", SESSION_FMT, FL_TMUX_SEP, "list-panes", "-a",
+		"-F",	     PANE_FMT,	      NULL};
 	for (size_t i = 0; tail[i]; i++)
 		args[n++] = tail[i];
 	args[n] = NULL;
@@ -586,8 +601,9 @@ int fl_tmux_create(FlEngine *e, const char *sandbox_id, const char *name, const 
 int fl_tmux_list(FlEngine *e, const char *sandbox_id, const char *only, struct json_object **ret,
 		 FlError *err)
 {
-	const char *args[] = {"list-sessions", "-F", SESSION_FMT, FL_TMUX_SEP,
-			      "list-panes", "-a", "-F", PANE_FMT, NULL};
+	const char *args[] = {
+		"list-sessions", "-F", SESSION_FMT, FL_TMUX_SEP, "list-panes", "-a", "-F",
+		PANE_FMT,	 NULL};
 	FlTmuxResult res;
 	int r = fl_tmux_run(e, sandbox_id, args, 0, &res, err);
 	if (r < 0)

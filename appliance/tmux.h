@@ -27,7 +27,7 @@
 #define FL_TMUX_DEFAULT_COLS 200
 #define FL_TMUX_DEFAULT_ROWS 50
 #define FL_TMUX_NAME_MAX 32
-#define FL_TMUX_PANE_MAX 64   /* longest pane target accepted */
+#define FL_TMUX_PANE_MAX 64	   /* longest pane target accepted */
 #define FL_TMUX_OUT_MAX (1u << 20) /* stdout kept from one tmux call */
 
 /* Separates two tmux commands in one call's args (tmux's ";" argument). */
@@ -47,11 +47,11 @@ int fl_tmux_pane_target(const char *pane, char out[FL_TMUX_PANE_MAX + 8],
 			char ret_session[FL_TMUX_NAME_MAX + 1]);
 
 typedef struct FlTmuxResult {
-	int exit_code;   /* -1 when tmux did not exit normally */
-	char *out;       /* stdout, NUL-terminated, at most out_cap bytes */
+	int exit_code; /* -1 when tmux did not exit normally */
+	char *out;     /* stdout, NUL-terminated, at most out_cap bytes */
 	size_t out_len;
 	bool out_truncated;
-	char err[512];   /* start of stderr, control characters replaced */
+	char err[512]; /* start of stderr, control characters replaced */
 } FlTmuxResult;
 
 void fl_tmux_result_clear(FlTmuxResult *r);

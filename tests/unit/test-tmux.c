@@ -96,8 +96,10 @@ static void test_session_names(void **state)
 	assert_true(fl_tmux_session_name_ok("fluid"));
 	assert_true(fl_tmux_session_name_ok("a-b_C9"));
 	assert_true(fl_tmux_session_name_ok("12345678901234567890123456789012"));
-	const char *bad[] = {"", "a b", "a;b", "a:b", "a.b", "=a", "%1", "a\n",
-			     "123456789012345678901234567890123", "é", NULL};
+	const char *bad[] = {"",    "a b", "a;b",
+			     "a:b", "a.b", "=a",
+			     "%1",  "a\n", "123456789012345678901234567890123",
+			     "é",   NULL};
 	for (size_t i = 0; bad[i]; i++)
 		assert_false(fl_tmux_session_name_ok(bad[i]));
 	assert_false(fl_tmux_session_name_ok(NULL));
@@ -117,10 +119,29 @@ static void test_pane_targets(void **state)
 	assert_int_equal(fl_tmux_pane_target("web-1:12", t, s), 0);
 	assert_string_equal(t, "=web-1:12");
 	assert_string_equal(s, "web-1");
-	const char *bad[] = {"", "%", "%x", "%1x", "%-1", "%1234567", "fluid:", "fluid:x", "fluid:0.",
-			     "fluid:0.x", "fluid:0.0.0", "fluid:0:0", ":0", "=fluid", "fluid;kill-server",
-			     "fluid:0;", "a b", "fluid:1234567", "fluid:+1", "fluid:{last}", "../x",
-			     "fluid:0.0 ", NULL};
+	const char *bad[] = {"",
+			     "%",
+			     "%x",
+			     "%1x",
+			     "%-1",
+			     "%1234567",
+			     "fluid:",
+			     "fluid:x",
+			     "fluid:0.",
+			     "fluid:0.x",
+			     "fluid:0.0.0",
+			     "fluid:0:0",
+			     ":0",
+			     "=fluid",
+			     "fluid;kill-server",
+			     "fluid:0;",
+			     "a b",
+			     "fluid:1234567",
+			     "fluid:+1",
+			     "fluid:{last}",
+			     "../x",
+			     "fluid:0.0 ",
+			     NULL};
 	for (size_t i = 0; bad[i]; i++) {
 		if (fl_tmux_pane_target(bad[i], t, s) != -EINVAL)
 			fail_msg("pane '%s' accepted as '%s'", bad[i], t);
@@ -138,8 +159,8 @@ static void test_argv_escaping(void **state)
 	FlTmuxResult res;
 	FlError err = {0};
 	fake("%3\n", NULL, 0);
-	const char *args[] = {"send-keys", "-l", "--", "echo hi;", FL_TMUX_SEP, "send-keys", ";",
-			      "a\\;", "x", NULL};
+	const char *args[] = {"send-keys", "-l", "--",	 "echo hi;", FL_TMUX_SEP,
+			      "send-keys", ";",	 "a\\;", "x",	     NULL};
 	assert_int_equal(fl_tmux_run(NULL, "sb", args, 0, &res, &err), 0);
 	assert_int_equal(res.exit_code, 0);
 	assert_string_equal(res.out, "%3\n");
@@ -147,9 +168,9 @@ static void test_argv_escaping(void **state)
 	assert_int_equal(fake_argc, 10);
 	assert_string_equal(fake_argv[0], "tmux");
 	assert_string_equal(fake_argv[4], "echo hi\\;"); /* tmux turns "\;" back into ";" */
-	assert_string_equal(fake_argv[5], ";");          /* the real separator */
-	assert_string_equal(fake_argv[7], "\\;");        /* a user's ";" alone */
-	assert_string_equal(fake_argv[8], "a\\\\;");     /* "a\;" stays "a\;" for tmux */
+	assert_string_equal(fake_argv[5], ";");		 /* the real separator */
+	assert_string_equal(fake_argv[7], "\\;");	 /* a user's ";" alone */
+	assert_string_equal(fake_argv[8], "a\\\\;");	 /* "a\;" stays "a\;" for tmux */
 	assert_string_equal(fake_argv[9], "x");
 }
 
@@ -175,7 +196,8 @@ static void test_output_cap_and_errors(void **state)
 		bool missing;
 	} cases[] = {
 		{"no server running on /tmp/tmux-0/default\n", -ENOENT, true},
-		{"error connecting to /tmp/tmux-0/default (No such file or directory)\n", -ENOENT, true},
+		{"error connecting to /tmp/tmux-0/default (No such file or directory)\n", -ENOENT,
+		 true},
 		{"can't find session: fluid\n", -ENOENT, true},
 		{"duplicate session: x\n", -EEXIST, false},
 		{"unknown key: Foo\n", -EINVAL, false},
@@ -229,16 +251,16 @@ static void test_parse_list_hostile(void **state)
 {
 	const char out[] =
 		"S\t1700000000\t2\t1\tfluid\n"
-		"S\t1700000001\t1\t0\tfluid\n"                  /* duplicate: dropped */
-		"S\tnotanumber\t1\t0\tx\n"                      /* bad number */
-		"S\t1\t1\t0\n"                                   /* too few fields */
-		"S\t1\t1\t0\twe\x01ird\xff\xc3(\n"              /* cleaned */
+		"S\t1700000001\t1\t0\tfluid\n"	   /* duplicate: dropped */
+		"S\tnotanumber\t1\t0\tx\n"	   /* bad number */
+		"S\t1\t1\t0\n"			   /* too few fields */
+		"S\t1\t1\t0\twe\x01ird\xff\xc3(\n" /* cleaned */
 		"P\t%0\t0\t0\t1\t1\t200\t50\tfluid\tbash\n"
-		"P\t%1\t1\t0\t1\t0\t80\t24\tfluid\tvim\tx\n"      /* tab in the command: kept */
-		"P\t%2\t0\t0\t1\t1\t80\t24\tghost\tsh\n"          /* unknown session */
-		"P\tx2\t0\t0\t1\t1\t80\t24\tfluid\tsh\n"          /* bad pane id */
-		"P\t%3\t0\t0\t2\t1\t80\t24\tfluid\tsh\n"          /* active not 0/1 */
-		"P\t%4\t0\t0\t0\t1\t99999999\t24\tfluid\tsh\n"    /* width out of range */
+		"P\t%1\t1\t0\t1\t0\t80\t24\tfluid\tvim\tx\n"   /* tab in the command: kept */
+		"P\t%2\t0\t0\t1\t1\t80\t24\tghost\tsh\n"       /* unknown session */
+		"P\tx2\t0\t0\t1\t1\t80\t24\tfluid\tsh\n"       /* bad pane id */
+		"P\t%3\t0\t0\t2\t1\t80\t24\tfluid\tsh\n"       /* active not 0/1 */
+		"P\t%4\t0\t0\t0\t1\t99999999\t24\tfluid\tsh\n" /* width out of range */
 		"Q\tsomething\n"
 		"\n";
 	struct json_object *arr = fl_tmux_parse_list(out, sizeof(out) - 1, NULL);
@@ -258,7 +280,8 @@ static void test_parse_list_hostile(void **state)
 	assert_false(json_object_get_boolean(v));
 	s = json_object_array_get_idx(arr, 1);
 	assert_true(json_object_object_get_ex(s, "name", &v));
-	assert_string_equal(json_object_get_string(v), "we?ird?" "?(");
+	assert_string_equal(json_object_get_string(v), "we?ird?"
+						       "?(");
 	json_object_put(arr);
 
 	arr = fl_tmux_parse_list(out, sizeof(out) - 1, "nosuch");
@@ -271,7 +294,8 @@ static void test_text_json(void **state)
 	const char in[] = "ok\ttab\nline\xff\xc3\x28 \xe2\x82\xac\0end";
 	struct json_object *o = fl_tmux_text_json(in, sizeof(in) - 1);
 	assert_string_equal(json_object_get_string(o),
-			    "ok\ttab\nline\xef\xbf\xbd\xef\xbf\xbd( \xe2\x82\xac" "end");
+			    "ok\ttab\nline\xef\xbf\xbd\xef\xbf\xbd( \xe2\x82\xac"
+			    "end");
 	json_object_put(o);
 }
 
