@@ -23,6 +23,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -359,7 +360,7 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		.ram_path = ram[0] ? ram : NULL, .ram_shared = false,
 		.boot = kind == BOOT_COLD ? FL_BOOT_COLD : FL_BOOT_INCOMING,
 		.incoming_path = statef[0] ? statef : NULL,
-		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = e->cfg.tb_size_mb,
+		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = img.tb_size_mb ? img.tb_size_mb : e->cfg.tb_size_mb,
 		.ssh_port = tap ? 0 : free_port(),
 	};
 	sb->ssh_port = spec.ssh_port;
@@ -1903,6 +1904,12 @@ int fl_engine_new(const FlEngineConfig *cfg, FlEngine **ret, FlError *err)
 		return fl_error_set(err, -ENAMETOOLONG, "state and image directories must be set and short (unix socket paths)");
 	}
 	e->cfg = *cfg;
+	/* Under TCG, QEMU asks for huge pages on its translation buffer; the
+	 * few code pages an idle clone touches then cost whole 2 MiB pages
+	 * (~24 MiB per clone). The flag is inherited by every QEMU spawned
+	 * from here (it survives execve); under KVM huge pages stay on. */
+	if (cfg->accel && !strcmp(cfg->accel, "tcg"))
+		prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
 	if (!e->cfg.max_sandboxes)
 		e->cfg.max_sandboxes = 64;
 	if (!e->cfg.tb_size_mb)
