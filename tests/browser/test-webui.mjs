@@ -175,7 +175,7 @@ test('change review: a real diff, the playbook and the rehearsal result', async 
 	const prof = page.locator('.diffsec details.file', { hasText: '/etc/profile' });
 	await prof.waitFor();
 	assert((await prof.locator('pre.diff .add').allInnerTexts()).some(l => l.includes('# webui test')), 'unified diff of /etc/profile shows the added line');
-	await until(async () => !(await page.locator('.rehearsal .state.loading').count()), 'the change job to finish', 120000, 500);
+	await until(async () => !(await page.locator('main .state.loading').count()), 'the change job to finish', 120000, 500);
 	await page.locator('pre.yaml').waitFor({ timeout: 30000 });
 	assert((await page.locator('pre.yaml').innerText()).includes('/srv/webui/app.conf'), 'playbook YAML has the new file');
 	assert(await page.locator('.rehearsal .verdict').count() === 1, 'a rehearsal verdict is shown');

@@ -62,13 +62,22 @@ function summary(c) {
 			h('div', h('dt', 'Change id'), h('dd.mono', c.id))),
 	];
 	if (c.error) out.push(h('div.state.error', { role: 'alert' }, h('p', h('strong', 'The job failed: '), c.error)));
+	if (c.state === 'running') out.push(loading(STAGES[c.stage] ? STAGES[c.stage](c) : `${c.stage}…`));
 	return out;
 }
 
+const STAGES = {
+	queued: () => 'Queued: waiting for a free job slot…',
+	diff: () => 'Computing the trusted diff in an inspector VM…',
+	playbook: () => 'Generating the playbook from the diff…',
+	rehearsal: c => `Rehearsing the playbook on a fresh clone (${c.rehearsal_stage || 'starting'})…`,
+};
+
 function rehearsal(c) {
+	if (c.state === 'running' && c.stage !== 'rehearsal') return null;
 	const sec = h('section.rehearsal', { 'aria-labelledby': 'reh-h' }, h('h2#reh-h', 'Rehearsal'));
 	if (c.state === 'running') {
-		sec.append(loading(c.stage === 'rehearsal' ? `Rehearsing on a fresh clone (${c.rehearsal_stage || 'starting'})…` : 'Waiting for the diff and playbook…'));
+		sec.append(loading(STAGES.rehearsal(c)));
 		return sec;
 	}
 	if (c.verified === true) {

@@ -180,7 +180,7 @@ async function tabCommands(panel, ctx) {
 	await load();
 	// command.end events refresh the history (debounced).
 	return ctx.on(ev => {
-		if (ev.type === 'command.end' || ev.type === 'command.start') {
+		if (ev.type === 'command.end' || ev.type === 'command.start' || ev.type === 'stream.dropped') {
 			clearTimeout(timer);
 			timer = setTimeout(load, 300);
 		}
@@ -375,7 +375,7 @@ async function tabSnapshots(panel, ctx) {
 
 	await load();
 	return ctx.on(ev => {
-		if (ev.type === 'state' && ev.data && /snapshot|restored/.test(ev.data.event || '')) load();
+		if ((ev.type === 'state' && ev.data && /snapshot|restored/.test(ev.data.event || '')) || ev.type === 'stream.dropped') load();
 	});
 }
 
