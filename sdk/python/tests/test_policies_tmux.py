@@ -69,6 +69,23 @@ def test_sandbox_policy_and_command_approval(client, agent, reviewer, sandbox):
         a = box["approval"]
         assert a.kind == "command" and a.state == "approved" and "approve-me-1" in a.summary
         assert a.sandbox_id == sandbox.id and a.comment == "fine, touch it"
+
+        # rejected: the command never runs, the caller gets Forbidden
+        def refuse():
+            for _ in range(600):
+                for a in reviewer.list_approvals(state="pending", kind="command",
+                                                 sandbox_id=sandbox.id):
+                    box["rejected"] = reviewer.reject(a.id, "no")
+                    return
+                time.sleep(0.1)
+
+        t = threading.Thread(target=refuse, daemon=True)
+        t.start()
+        with pytest.raises(fluid.Forbidden) as ei:
+            agent.exec(sandbox.id, "touch /tmp/approve-me-2")
+        t.join(30)
+        assert "not approved" in ei.value.message and box["rejected"].id in ei.value.message
+        assert agent.exec(sandbox.id, ["ls", "/tmp/approve-me-2"]).exit_code != 0
     finally:
         assert client.set_sandbox_policy(sandbox.id, None).source in ("token", "default")
 
