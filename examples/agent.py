@@ -6,7 +6,8 @@ It takes a task and a list of shell steps, runs them in a fresh sandbox with
 a checkpoint before each step, rolls a failing step back (restore of that
 checkpoint) and goes on (or stops with --stop-on-failure). Then it turns the
 work into a change (POST /v1/sandboxes/{id}/changes: trusted diff + Ansible
-playbook, rehearsed on a fresh clone with --rehearse), asks a reviewer for
+playbook + rehearsal on a fresh clone, --no-rehearse for images without
+sshd and python3 such as tiny), asks a reviewer for
 approval of that change (kind "change": the playbook is pinned by its
 hash), waits for the decision and prints the playbook, the decision and the
 reviewer's comment. A reviewer then applies it to production
@@ -100,7 +101,7 @@ def build_change(client: fluid.Client, sb: fluid.Sandbox, rehearse: bool) -> flu
     ch = client.wait_change(ch.id, timeout=1800, poll=0.5)
     note = ""
     if ch.state == "unverified" and not rehearse:
-        note = " (not rehearsed: --rehearse applies the playbook to a fresh clone and compares)"
+        note = " (not rehearsed: --no-rehearse)"
     elif ch.error:
         note = f" ({ch.error})"
     say(f"change {ch.id}: {ch.state}{note}")
@@ -142,7 +143,11 @@ def main(argv=None) -> int:
     ap.add_argument("--image", default=None, help="base image (default: the server's)")
     ap.add_argument("--stop-on-failure", action="store_true")
     ap.add_argument("--memory", action="store_true", help="checkpoints with RAM")
-    ap.add_argument("--rehearse", action="store_true", help="rehearse the playbook on a fresh clone")
+    ap.add_argument("--rehearse", dest="rehearse", action="store_true", default=True,
+                    help="rehearse the playbook on a fresh clone (the default; needs an image "
+                         "with sshd and python3, e.g. debian-12)")
+    ap.add_argument("--no-rehearse", dest="rehearse", action="store_false",
+                    help="diff + playbook only (images without sshd, e.g. tiny)")
     ap.add_argument("--approval-timeout", type=int, default=3600,
                     help="seconds to wait for the reviewer's decision")
     ap.add_argument("--keep", action="store_true", help="keep the sandbox")

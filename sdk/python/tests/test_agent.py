@@ -46,7 +46,7 @@ def _run_agent(server, token, decide, comment, reviewer, requester, task):
     env = dict(os.environ, FLUID_TOKEN=token)
     env.pop("OPENAI_BASE_URL", None)
     argv = [sys.executable, AGENT, "--url", server.url, "--task", task, "--image", "tiny",
-            "--approval-timeout", "300"]
+            "--no-rehearse", "--approval-timeout", "300"]
     for s in STEPS:
         argv += ["--step", s]
     try:
