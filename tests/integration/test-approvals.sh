@@ -35,6 +35,8 @@ fi
 
 T=$(mktemp -d /tmp/fluid-approvals-XXXXXX)
 chmod 0755 "$T"
+# one binary for every restart below, even if build/fluid is rebuilt meanwhile
+cp "$FLUID" "$T/fluid" && FLUID=$T/fluid
 export FLUID_STATE_DIR=$T/state
 unset FLUID_CONFIG FLUID_LISTEN FLUID_ACCEL FLUID_URL FLUID_TOKEN FLUID_TOKEN_FILE DATABASE_URL FLUID_IMAGE_DIR
 spid=""
