@@ -68,7 +68,7 @@ extern char **environ;
 static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* CLOCK_MONOTONIC */
-	uint64_t gen;      /* bumped on every state change */
+	uint64_t gen;	   /* bumped on every state change */
 	bool stopping;
 	unsigned http_waiters;
 	unsigned applies;
@@ -180,7 +180,7 @@ typedef struct Rendered {
 	char *yaml;
 	size_t len;
 	struct json_object *got; /* {playbook, tasks} with content */
-	struct json_object *in;  /* fl_ansible_yaml input */
+	struct json_object *in;	 /* fl_ansible_yaml input */
 	char sha[FL_DB_HASH_HEX];
 } Rendered;
 
@@ -195,7 +195,8 @@ static void rendered_clear(Rendered *p)
 static struct json_object *rendered_files(Rendered *p)
 {
 	struct json_object *pb = NULL, *f = NULL;
-	if (json_object_object_get_ex(p->got, "playbook", &pb) && json_object_object_get_ex(pb, "files", &f))
+	if (json_object_object_get_ex(p->got, "playbook", &pb) &&
+	    json_object_object_get_ex(pb, "files", &f))
 		return f;
 	return NULL;
 }
@@ -224,17 +225,19 @@ static int change_playbook(FlApp *app, const char *change_id, char name[FL_ANSIB
 	char path[4200];
 	_cleanup_free_ char *text = NULL;
 	size_t len;
-	if ((size_t)snprintf(path, sizeof(path), "%s/changes/%s.json", app->cfg->state_dir, change_id) >=
-		    sizeof(path) ||
+	if ((size_t)snprintf(path, sizeof(path), "%s/changes/%s.json", app->cfg->state_dir,
+			     change_id) >= sizeof(path) ||
 	    fl_read_file(path, 64u << 20, &text, &len) < 0)
 		return fl_error_set(err, -ENOENT, "no change %s", change_id);
 	_cleanup_(json_object_putp) struct json_object *rec = json_tokener_parse(text);
-	const char *pb = jstr(rec, "playbook"), *sid = jstr(rec, "sandbox_id"), *st = jstr(rec, "state");
+	const char *pb = jstr(rec, "playbook"), *sid = jstr(rec, "sandbox_id"),
+		   *st = jstr(rec, "state");
 	if (st && !strcmp(st, "running"))
-		return fl_error_set(err, -EBUSY, "change %s is still running; ask when it is done", change_id);
+		return fl_error_set(err, -EBUSY, "change %s is still running; ask when it is done",
+				    change_id);
 	if (!pb || !fl_ansible_name_valid(pb))
-		return fl_error_set(err, -EBUSY, "change %s has no stored playbook (state %s)", change_id,
-				    st ? st : "?");
+		return fl_error_set(err, -EBUSY, "change %s has no stored playbook (state %s)",
+				    change_id, st ? st : "?");
 	snprintf(name, FL_ANSIBLE_NAME_MAX + 1, "%s", pb);
 	snprintf(sandbox, 64, "%s", sid && fl_api_name_ok(sid, 63) ? sid : "");
 	return 0;
@@ -250,7 +253,8 @@ static int approval_create(FlApp *app, const FlApprovalAsk *ask, const char *pla
 		return fl_error_set(err, -EINVAL, "kind must be change, command or question");
 	if (!ask->summary || !ask->summary[0] || strlen(ask->summary) > FL_APPROVAL_SUMMARY_MAX ||
 	    !text_ok(ask->summary, true))
-		return fl_error_set(err, -EINVAL, "summary: 1-%d bytes of text", FL_APPROVAL_SUMMARY_MAX);
+		return fl_error_set(err, -EINVAL, "summary: 1-%d bytes of text",
+				    FL_APPROVAL_SUMMARY_MAX);
 	if (ask->sandbox_id && !fl_api_name_ok(ask->sandbox_id, 63))
 		return fl_error_set(err, -EINVAL, "invalid sandbox_id");
 	if (ask->change_id && !change_id_ok(ask->change_id))
@@ -283,8 +287,9 @@ static int approval_create(FlApp *app, const FlApprovalAsk *ask, const char *pla
 			snprintf(sandbox, sizeof(sandbox), "%s", csb);
 	}
 	if (!strcmp(kind, "change") && !pbname[0])
-		return fl_error_set(err, -EINVAL, "a change approval needs change_id (of a change "
-						  "with a playbook) or playbook");
+		return fl_error_set(err, -EINVAL,
+				    "a change approval needs change_id (of a change "
+				    "with a playbook) or playbook");
 	_cleanup_(rendered_clear) Rendered pb = {0};
 	if (pbname[0] && (r = render(app->db, pbname, &pb, err)) < 0)
 		return r;
@@ -292,18 +297,26 @@ static int approval_create(FlApp *app, const FlApprovalAsk *ask, const char *pla
 	char id[FL_APPROVAL_ID_LEN + 1];
 	if ((r = fl_approval_new_id(id)) < 0)
 		return fl_error_set(err, r, "no randomness: %s", strerror(-r));
-	const char *who = ask->requested_by && ask->requested_by[0] ? ask->requested_by : "anonymous";
+	const char *who =
+		ask->requested_by && ask->requested_by[0] ? ask->requested_by : "anonymous";
 	FlDbApprovalNew a = {
-		.id = id, .kind = kind, .summary = ask->summary, .details = ask->details,
-		.sandbox_id = sandbox[0] ? sandbox : NULL, .change_id = ask->change_id,
-		.playbook = pbname[0] ? pbname : NULL, .playbook_sha256 = pbname[0] ? pb.sha : NULL,
-		.requested_by = who, .requested_role = fl_role_name(ask->requested_role),
+		.id = id,
+		.kind = kind,
+		.summary = ask->summary,
+		.details = ask->details,
+		.sandbox_id = sandbox[0] ? sandbox : NULL,
+		.change_id = ask->change_id,
+		.playbook = pbname[0] ? pbname : NULL,
+		.playbook_sha256 = pbname[0] ? pb.sha : NULL,
+		.requested_by = who,
+		.requested_role = fl_role_name(ask->requested_role),
 	};
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();
 	json_object_object_add(d, "approval_id", json_object_new_string(id));
 	json_object_object_add(d, "kind", json_object_new_string(kind));
 	/* a prefix for the audit row, never cut inside a UTF-8 sequence */
-	_cleanup_free_ char *brief = fl_approval_text_clean(ask->summary, strlen(ask->summary), 300);
+	_cleanup_free_ char *brief =
+		fl_approval_text_clean(ask->summary, strlen(ask->summary), 300);
 	json_object_object_add(d, "summary", json_object_new_string(brief ? brief : ""));
 	if (a.change_id)
 		json_object_object_add(d, "change_id", json_object_new_string(a.change_id));
@@ -311,8 +324,11 @@ static int approval_create(FlApp *app, const FlApprovalAsk *ask, const char *pla
 		json_object_object_add(d, "playbook", json_object_new_string(a.playbook));
 		json_object_object_add(d, "playbook_sha256", json_object_new_string(pb.sha));
 	}
-	FlAuditEvent ev = {.actor = who, .role = a.requested_role, .action = "approval.request",
-			   .sandbox_id = a.sandbox_id, .details = d};
+	FlAuditEvent ev = {.actor = who,
+			   .role = a.requested_role,
+			   .action = "approval.request",
+			   .sandbox_id = a.sandbox_id,
+			   .details = d};
 	if ((r = fl_db_approval_insert(app->db, &a, &ev, ret, err)) < 0)
 		return r;
 	fl_log_info("approval %s requested by %s (%s): %.80s", id, who, kind, ask->summary);
@@ -325,8 +341,8 @@ int fl_approval_create(FlApp *app, const FlApprovalAsk *ask, struct json_object 
 		return fl_error_set(err, -EINVAL, "an approval needs a summary");
 	/* daemon callers pass what a guest or agent typed (a command line):
 	 * cleaned and cut here rather than refused */
-	_cleanup_free_ char *summary = fl_approval_text_clean(ask->summary, strlen(ask->summary),
-							      FL_APPROVAL_SUMMARY_MAX);
+	_cleanup_free_ char *summary =
+		fl_approval_text_clean(ask->summary, strlen(ask->summary), FL_APPROVAL_SUMMARY_MAX);
 	if (!summary)
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	FlApprovalAsk a = *ask;
@@ -339,7 +355,8 @@ int fl_approval_create(FlApp *app, const FlApprovalAsk *ask, struct json_object 
 static int need_db(FlHttpReq *req)
 {
 	if (!req->app->db)
-		return fl_http_fail(req, -ENOTCONN, "approvals need the database (none configured)");
+		return fl_http_fail(req, -ENOTCONN,
+				    "approvals need the database (none configured)");
 	return 0;
 }
 
@@ -363,7 +380,8 @@ static int query_uint(FlHttpReq *req, const char *name, uint64_t max, uint64_t d
 	errno = 0;
 	unsigned long long n = strtoull(v, &end, 10);
 	if (!*v || *end || errno || v[0] == '-' || v[0] == '+' || n > max)
-		return fl_http_fail(req, -EINVAL, "%s: an integer 0..%llu", name, (unsigned long long)max);
+		return fl_http_fail(req, -EINVAL, "%s: an integer 0..%llu", name,
+				    (unsigned long long)max);
 	*ret = n;
 	return 0;
 }
@@ -379,7 +397,8 @@ static int http_wait(FlHttpReq *req, const char *id, uint64_t seconds, struct js
 		W.http_waiters++;
 	pthread_mutex_unlock(&W.mu);
 	if (full)
-		return fl_http_fail(req, -EUSERS, "too many long-polls at once (%d); retry", MAX_WAITERS);
+		return fl_http_fail(req, -EUSERS, "too many long-polls at once (%d); retry",
+				    MAX_WAITERS);
 	int r = fl_approval_wait(req->app, id, (int64_t)seconds * 1000, ret, &err);
 	pthread_mutex_lock(&W.mu);
 	W.http_waiters--;
@@ -394,7 +413,8 @@ static int deny(FlHttpReq *req, const char *action, const char *id)
 	snprintf(act, sizeof(act), "%s.denied", action);
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();
 	json_object_object_add(d, "approval_id", json_object_new_string(id ? id : ""));
-	json_object_object_add(d, "reason", json_object_new_string("requires the reviewer or admin role"));
+	json_object_object_add(d, "reason",
+			       json_object_new_string("requires the reviewer or admin role"));
 	FlAuditEvent ev = fl_audit_event(req, act, NULL, d);
 	ev.status = 403;
 	FlError err = {0};
@@ -402,16 +422,18 @@ static int deny(FlHttpReq *req, const char *action, const char *id)
 		fl_log_warn("approvals: cannot audit a refused %s: %s", action, err.msg);
 	fl_log_warn("approvals: %s by %s (%s) refused: not a reviewer", action,
 		    req->actor[0] ? req->actor : "anonymous", fl_role_name(req->role));
-	return fl_http_fail(req, -EACCES, "%s needs the reviewer role; agent tokens can never "
-					  "approve, reject or apply", action);
+	return fl_http_fail(req, -EACCES,
+			    "%s needs the reviewer role; agent tokens can never "
+			    "approve, reject or apply",
+			    action);
 }
 
 /* ---- handlers ----------------------------------------------------------------- */
 
 static int post_approvals(FlHttpReq *req)
 {
-	static const char *const allowed[] = {"kind", "summary", "change_id", "sandbox_id", "playbook",
-					      "details", "wait_seconds", NULL};
+	static const char *const allowed[] = {"kind",	  "summary", "change_id",    "sandbox_id",
+					      "playbook", "details", "wait_seconds", NULL};
 	_cleanup_(json_object_putp) struct json_object *body = NULL, *rec = NULL;
 	const char *kind = NULL, *summary = NULL, *change = NULL, *sandbox = NULL, *playbook = NULL;
 	uint64_t wait = 0;
@@ -421,19 +443,27 @@ static int post_approvals(FlHttpReq *req)
 		return r;
 	if ((r = fl_json_reject_unknown(body, allowed, &req->err)) < 0 ||
 	    (r = fl_json_get_string(body, "kind", false, 16, &kind, &req->err)) < 0 ||
-	    (r = fl_json_get_string(body, "summary", true, FL_APPROVAL_SUMMARY_MAX, &summary, &req->err)) < 0 ||
+	    (r = fl_json_get_string(body, "summary", true, FL_APPROVAL_SUMMARY_MAX, &summary,
+				    &req->err)) < 0 ||
 	    (r = fl_json_get_string(body, "change_id", false, 64, &change, &req->err)) < 0 ||
 	    (r = fl_json_get_string(body, "sandbox_id", false, 64, &sandbox, &req->err)) < 0 ||
-	    (r = fl_json_get_string(body, "playbook", false, FL_ANSIBLE_NAME_MAX, &playbook, &req->err)) < 0 ||
-	    (r = fl_json_get_uint(body, "wait_seconds", false, 0, FL_APPROVAL_WAIT_MAX_S, &wait, &req->err)) < 0)
+	    (r = fl_json_get_string(body, "playbook", false, FL_ANSIBLE_NAME_MAX, &playbook,
+				    &req->err)) < 0 ||
+	    (r = fl_json_get_uint(body, "wait_seconds", false, 0, FL_APPROVAL_WAIT_MAX_S, &wait,
+				  &req->err)) < 0)
 		return r;
 	if (json_object_object_get_ex(body, "details", &details) && details &&
 	    !json_object_is_type(details, json_type_object))
 		return fl_http_fail(req, -EINVAL, "details must be an object");
 	if (!kind)
 		kind = change || playbook ? "change" : "question";
-	FlApprovalAsk ask = {.kind = kind, .summary = summary, .sandbox_id = sandbox, .change_id = change,
-			     .details = details, .requested_by = req->actor, .requested_role = req->role};
+	FlApprovalAsk ask = {.kind = kind,
+			     .summary = summary,
+			     .sandbox_id = sandbox,
+			     .change_id = change,
+			     .details = details,
+			     .requested_by = req->actor,
+			     .requested_role = req->role};
 	FlError err = {0};
 	if ((r = approval_create(req->app, &ask, playbook, &rec, &err)) < 0)
 		return fl_api_fail(req, r, &err);
@@ -451,8 +481,8 @@ FL_ROUTE(post_approvals, "POST", "/v1/approvals", FL_ROLE_AGENT);
 
 static int human_ask(FlHttpReq *req)
 {
-	static const char *const allowed[] = {"question", "sandbox_id", "change_id", "timeout_seconds",
-					      NULL};
+	static const char *const allowed[] = {"question", "sandbox_id", "change_id",
+					      "timeout_seconds", NULL};
 	_cleanup_(json_object_putp) struct json_object *body = NULL, *rec = NULL, *now = NULL;
 	const char *q = NULL, *change = NULL, *sandbox = NULL;
 	uint64_t timeout = 300;
@@ -460,14 +490,19 @@ static int human_ask(FlHttpReq *req)
 	if ((r = need_db(req)) < 0 || (r = fl_http_read_json(req, &body)) < 0)
 		return r;
 	if ((r = fl_json_reject_unknown(body, allowed, &req->err)) < 0 ||
-	    (r = fl_json_get_string(body, "question", true, FL_APPROVAL_SUMMARY_MAX, &q, &req->err)) < 0 ||
+	    (r = fl_json_get_string(body, "question", true, FL_APPROVAL_SUMMARY_MAX, &q,
+				    &req->err)) < 0 ||
 	    (r = fl_json_get_string(body, "change_id", false, 64, &change, &req->err)) < 0 ||
 	    (r = fl_json_get_string(body, "sandbox_id", false, 64, &sandbox, &req->err)) < 0 ||
-	    (r = fl_json_get_uint(body, "timeout_seconds", false, 0, FL_APPROVAL_ASK_MAX_S, &timeout,
-				  &req->err)) < 0)
+	    (r = fl_json_get_uint(body, "timeout_seconds", false, 0, FL_APPROVAL_ASK_MAX_S,
+				  &timeout, &req->err)) < 0)
 		return r;
-	FlApprovalAsk ask = {.kind = change ? "change" : "question", .summary = q, .sandbox_id = sandbox,
-			     .change_id = change, .requested_by = req->actor, .requested_role = req->role};
+	FlApprovalAsk ask = {.kind = change ? "change" : "question",
+			     .summary = q,
+			     .sandbox_id = sandbox,
+			     .change_id = change,
+			     .requested_by = req->actor,
+			     .requested_role = req->role};
 	FlError err = {0};
 	if ((r = approval_create(req->app, &ask, NULL, &rec, &err)) < 0)
 		return fl_api_fail(req, r, &err);
@@ -477,10 +512,13 @@ static int human_ask(FlHttpReq *req)
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "approval", json_object_get(now));
 	json_object_object_add(o, "state", json_object_new_string(st ? st : "pending"));
-	json_object_object_add(o, "approved", json_object_new_boolean(st && strcmp(st, "pending") &&
-									strcmp(st, "rejected")));
-	json_object_object_add(o, "comment", json_object_get(json_object_object_get(now, "comment")));
-	json_object_object_add(o, "timed_out", json_object_new_boolean(!st || !strcmp(st, "pending")));
+	json_object_object_add(
+		o, "approved",
+		json_object_new_boolean(st && strcmp(st, "pending") && strcmp(st, "rejected")));
+	json_object_object_add(o, "comment",
+			       json_object_get(json_object_object_get(now, "comment")));
+	json_object_object_add(o, "timed_out",
+			       json_object_new_boolean(!st || !strcmp(st, "pending")));
 	return fl_http_send_json(req, 200, o);
 }
 FL_ROUTE(human_ask, "POST", "/api/v1/human/ask", FL_ROLE_AGENT);
@@ -496,22 +534,28 @@ static int list_approvals(FlHttpReq *req)
 	if ((r = need_db(req)) < 0 || (r = fl_api_paging(req, &limit, &offset)) < 0)
 		return r;
 	if (state && !fl_approval_state_valid(state))
-		return fl_http_fail(req, -EINVAL, "state: pending, approved, rejected, applying, applied or failed");
+		return fl_http_fail(
+			req, -EINVAL,
+			"state: pending, approved, rejected, applying, applied or failed");
 	if (kind && !fl_approval_kind_valid(kind))
 		return fl_http_fail(req, -EINVAL, "kind: change, command or question");
 	if (sandbox && !fl_api_name_ok(sandbox, 63))
 		return fl_http_fail(req, -EINVAL, "invalid sandbox_id");
 	if (offset > 1000000)
 		return fl_http_fail(req, -EINVAL, "offset: at most 1000000");
-	FlDbApprovalFilter f = {.state = state, .kind = kind, .sandbox_id = sandbox,
-				.limit = (unsigned)limit, .offset = (unsigned)offset};
+	FlDbApprovalFilter f = {.state = state,
+				.kind = kind,
+				.sandbox_id = sandbox,
+				.limit = (unsigned)limit,
+				.offset = (unsigned)offset};
 	_cleanup_(json_object_putp) struct json_object *arr = NULL;
 	uint64_t total = 0;
 	FlError err = {0};
 	if ((r = fl_db_approvals_list(req->app->db, &f, &arr, &total, &err)) < 0)
 		return fl_api_fail(req, r, &err);
 	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
-	json_object_object_add(o, "approvals", limit ? json_object_get(arr) : json_object_new_array());
+	json_object_object_add(o, "approvals",
+			       limit ? json_object_get(arr) : json_object_new_array());
 	json_object_object_add(o, "total", json_object_new_int64((int64_t)total));
 	return fl_http_send_json(req, 200, o);
 }
@@ -522,7 +566,8 @@ static int get_approval(FlHttpReq *req)
 	const char *id = fl_http_param(req, "id");
 	uint64_t wait = 0;
 	int r;
-	if ((r = need_db(req)) < 0 || (r = query_uint(req, "wait", FL_APPROVAL_WAIT_MAX_S, 0, &wait)) < 0)
+	if ((r = need_db(req)) < 0 ||
+	    (r = query_uint(req, "wait", FL_APPROVAL_WAIT_MAX_S, 0, &wait)) < 0)
 		return r;
 	if (!fl_approval_id_valid(id))
 		return fl_http_fail(req, -ENOENT, "no approval %s", id ? id : "");
@@ -552,7 +597,8 @@ static int decide(FlHttpReq *req, bool approve)
 	if ((r = need_db(req)) < 0 || (r = fl_api_read_json_opt(req, &body)) < 0)
 		return r;
 	if ((r = fl_json_reject_unknown(body, allowed, &req->err)) < 0 ||
-	    (r = fl_json_get_string(body, "comment", false, FL_APPROVAL_COMMENT_MAX, &comment, &req->err)) < 0)
+	    (r = fl_json_get_string(body, "comment", false, FL_APPROVAL_COMMENT_MAX, &comment,
+				    &req->err)) < 0)
 		return r;
 	if (comment && !text_ok(comment, true))
 		return fl_http_fail(req, -EINVAL, "comment: text without control characters");
@@ -569,8 +615,9 @@ static int decide(FlHttpReq *req, bool approve)
 	json_object_object_add(d, "comment", comment ? json_object_new_string(comment) : NULL);
 	FlAuditEvent ev = fl_audit_event(req, action, jstr(cur, "sandbox_id"), d);
 	ev.status = 200;
-	r = fl_db_approval_step(req->app->db, id, "pending", to, req->actor[0] ? req->actor : "anonymous",
-				comment, NULL, &ev, &rec, &err);
+	r = fl_db_approval_step(req->app->db, id, "pending", to,
+				req->actor[0] ? req->actor : "anonymous", comment, NULL, &ev, &rec,
+				&err);
 	if (r < 0)
 		return fl_api_fail(req, r, &err);
 	notify();
@@ -578,9 +625,15 @@ static int decide(FlHttpReq *req, bool approve)
 	return send_approval(req, 200, rec);
 }
 
-static int post_approve(FlHttpReq *req) { return decide(req, true); }
+static int post_approve(FlHttpReq *req)
+{
+	return decide(req, true);
+}
 FL_ROUTE(post_approve, "POST", "/v1/approvals/{id}/approve", FL_ROLE_AGENT);
-static int post_reject(FlHttpReq *req) { return decide(req, false); }
+static int post_reject(FlHttpReq *req)
+{
+	return decide(req, false);
+}
 FL_ROUTE(post_reject, "POST", "/v1/approvals/{id}/reject", FL_ROLE_AGENT);
 
 /* ---- production apply --------------------------------------------------------------- */
@@ -621,7 +674,8 @@ static void emit_line(Apply *a)
 	if (!t)
 		return;
 	size_t k = strlen(t);
-	if (strstr(t, "Host key verification failed") || strstr(t, "REMOTE HOST IDENTIFICATION HAS CHANGED") ||
+	if (strstr(t, "Host key verification failed") ||
+	    strstr(t, "REMOTE HOST IDENTIFICATION HAS CHANGED") ||
 	    strstr(t, "host key is known for"))
 		a->hostkey_failed = true;
 	if (a->ndjson && !a->client_gone) {
@@ -672,7 +726,8 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 	char path[4200];
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
 		return -ENAMETOOLONG;
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	_cleanup_close_ int fd =
+		open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
 	return write_all(fd, data, len);
@@ -680,7 +735,8 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 
 static int b64_decode(const char *s, char **ret, size_t *ret_len)
 {
-	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tbl[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t n = strlen(s);
 	if (n % 4)
 		return -EINVAL;
@@ -716,8 +772,8 @@ static bool address_ok(const char *s)
 	if (!s || !*s || strlen(s) > 253)
 		return false;
 	for (; *s; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-		      strchr(".:-", *s)))
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr(".:-", *s)))
 			return false;
 	return true;
 }
@@ -736,12 +792,14 @@ static bool user_ok(const char *s)
  * The production hosts to apply to: the names asked for, or every
  * configured host. Each needs an address, ssh_key and known_hosts.
  */
-static int pick_hosts(FlHttpReq *req, struct json_object *names, const FlHostConfig **out, size_t *n)
+static int pick_hosts(FlHttpReq *req, struct json_object *names, const FlHostConfig **out,
+		      size_t *n)
 {
 	const FlConfig *cfg = req->app->cfg;
 	*n = 0;
 	if (!cfg->n_hosts)
-		return fl_http_fail(req, -EBUSY, "no production hosts are configured (config hosts:)");
+		return fl_http_fail(req, -EBUSY,
+				    "no production hosts are configured (config hosts:)");
 	size_t want = names ? json_object_array_length(names) : cfg->n_hosts;
 	if (!want || want > MAX_APPLY_HOSTS)
 		return fl_http_fail(req, -EINVAL, "hosts: 1-%d host names", MAX_APPLY_HOSTS);
@@ -749,24 +807,33 @@ static int pick_hosts(FlHttpReq *req, struct json_object *names, const FlHostCon
 		const FlHostConfig *h = NULL;
 		if (names) {
 			struct json_object *v = json_object_array_get_idx(names, i);
-			const char *nm = json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+			const char *nm = json_object_is_type(v, json_type_string)
+						 ? json_object_get_string(v)
+						 : NULL;
 			for (size_t j = 0; nm && j < cfg->n_hosts; j++)
 				if (!strcmp(cfg->hosts[j].name, nm))
 					h = &cfg->hosts[j];
 			if (!h)
-				return fl_http_fail(req, -EINVAL, "hosts[%zu]: not a configured host", i);
+				return fl_http_fail(req, -EINVAL,
+						    "hosts[%zu]: not a configured host", i);
 			for (size_t j = 0; j < *n; j++)
 				if (out[j] == h)
-					return fl_http_fail(req, -EINVAL, "hosts: %s twice", h->name);
+					return fl_http_fail(req, -EINVAL, "hosts: %s twice",
+							    h->name);
 		} else {
 			h = &cfg->hosts[i];
 		}
 		if (!h->ssh_key || !h->known_hosts)
-			return fl_http_fail(req, -EBUSY, "host %s has no ssh_key/known_hosts in the "
-							 "configuration: fluid applies only with a pinned host key", h->name);
+			return fl_http_fail(
+				req, -EBUSY,
+				"host %s has no ssh_key/known_hosts in the "
+				"configuration: fluid applies only with a pinned host key",
+				h->name);
 		if (!address_ok(h->address) || (h->user && !user_ok(h->user)))
-			return fl_http_fail(req, -EBUSY, "host %s: address or user has characters fluid "
-							 "does not pass to ssh", h->name);
+			return fl_http_fail(req, -EBUSY,
+					    "host %s: address or user has characters fluid "
+					    "does not pass to ssh",
+					    h->name);
 		out[(*n)++] = h;
 	}
 	return 0;
@@ -803,10 +870,12 @@ static int prepare(const char *dir, const char *cm, Rendered *pb, const FlHostCo
 	for (size_t i = 0; files && i < json_object_array_length(files); i++) {
 		struct json_object *f = json_object_array_get_idx(files, i);
 		const char *src = jstr(f, "src"), *b64 = jstr(f, "content_b64");
-		if (!src || strncmp(src, "files/", 6) || strchr(src + 6, '/') || strstr(src, "..") || !src[6])
+		if (!src || strncmp(src, "files/", 6) || strchr(src + 6, '/') ||
+		    strstr(src, "..") || !src[6])
 			return fl_error_set(err, -EINVAL, "playbook file with a bad src");
 		if (!b64)
-			return fl_error_set(err, -EINVAL, "%s: the playbook does not carry its content", src);
+			return fl_error_set(err, -EINVAL,
+					    "%s: the playbook does not carry its content", src);
 		_cleanup_free_ char *data = NULL;
 		size_t dl;
 		if (b64_decode(b64, &data, &dl) < 0 || (r = write_file(dir, src, data, dl)) < 0)
@@ -821,16 +890,19 @@ static int prepare(const char *dir, const char *cm, Rendered *pb, const FlHostCo
 		struct json_object *h = json_object_new_object();
 		char args[1200];
 		snprintf(args, sizeof(args), "-o UserKnownHostsFile=%s", hosts[i]->known_hosts);
-		json_object_object_add(h, "ansible_host", json_object_new_string(hosts[i]->address));
+		json_object_object_add(h, "ansible_host",
+				       json_object_new_string(hosts[i]->address));
 		json_object_object_add(h, "ansible_port", json_object_new_int((int)hosts[i]->port));
 		if (hosts[i]->user)
-			json_object_object_add(h, "ansible_user", json_object_new_string(hosts[i]->user));
+			json_object_object_add(h, "ansible_user",
+					       json_object_new_string(hosts[i]->user));
 		json_object_object_add(h, "ansible_ssh_private_key_file",
 				       json_object_new_string(hosts[i]->ssh_key));
 		json_object_object_add(h, "ansible_ssh_common_args", json_object_new_string(args));
 		json_object_object_add(hs, hosts[i]->name, h);
 	}
-	const char *it = json_object_to_json_string_ext(inv, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *it = json_object_to_json_string_ext(
+		inv, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 	if ((r = write_file(dir, "inventory.yml", it, strlen(it))) < 0)
 		return fl_error_set(err, r, "inventory: %s", strerror(-r));
 	/*
@@ -900,8 +972,12 @@ static int run_ansible(Apply *a, const char *dir, bool check, int *ret_status, b
 	sigemptyset(&none);
 	posix_spawnattr_setsigmask(&at, &none);
 	posix_spawnattr_setpgroup(&at, 0);
-	char *argv[] = {(char *)"ansible-playbook", (char *)"-i", (char *)"inventory.yml",
-			(char *)"playbook.yml", check ? (char *)"--check" : NULL, check ? (char *)"--diff" : NULL,
+	char *argv[] = {(char *)"ansible-playbook",
+			(char *)"-i",
+			(char *)"inventory.yml",
+			(char *)"playbook.yml",
+			check ? (char *)"--check" : NULL,
+			check ? (char *)"--diff" : NULL,
 			NULL};
 	pid_t pid;
 	int r = posix_spawnp(&pid, "ansible-playbook", &fa, &at, argv, envp);
@@ -922,7 +998,8 @@ static int run_ansible(Apply *a, const char *dir, bool check, int *ret_status, b
 			timed_out = true;
 			break;
 		}
-		struct pollfd p[2] = {{.fd = rd, .events = POLLIN}, {.fd = exited ? -1 : pidfd, .events = POLLIN}};
+		struct pollfd p[2] = {{.fd = rd, .events = POLLIN},
+				      {.fd = exited ? -1 : pidfd, .events = POLLIN}};
 		int pr = poll(p, 2, exited ? 0 : (int)(deadline - now));
 		if (pr < 0 && errno == EINTR)
 			continue;
@@ -967,7 +1044,9 @@ static struct json_object *apply_run(Apply *a, const char *id, Rendered *pb,
 	json_object_object_add(res, "started_at", json_object_new_string(ts));
 	json_object_object_add(res, "check", json_object_new_boolean(check));
 	json_object_object_add(res, "playbook_sha256", json_object_new_string(pb->sha));
-	json_object_object_add(res, "applied_by", json_object_new_string(a->req->actor[0] ? a->req->actor : "anonymous"));
+	json_object_object_add(
+		res, "applied_by",
+		json_object_new_string(a->req->actor[0] ? a->req->actor : "anonymous"));
 	struct json_object *hl = json_object_new_array();
 	for (size_t i = 0; i < nh; i++)
 		json_object_array_add(hl, json_object_new_string(hosts[i]->name));
@@ -1012,19 +1091,23 @@ static struct json_object *apply_run(Apply *a, const char *id, Rendered *pb,
 	else if (timed_out)
 		error = "ansible-playbook timed out and was killed";
 	else if (a->hostkey_failed)
-		error = "host key verification failed: the host's key is not the one in its known_hosts file";
+		error = "host key verification failed: the host's key is not the one in its "
+			"known_hosts file";
 	else if (unreach[0]) {
 		snprintf(ebuf, sizeof(ebuf), "unreachable over SSH: %s", unreach);
 		error = ebuf;
 	} else if (!ok) {
 		snprintf(ebuf, sizeof(ebuf), "ansible-playbook exited %d%s", status,
-			 (size_t)json_object_object_length(recap) < nh ? " (not every host has a recap)" : "");
+			 (size_t)json_object_object_length(recap) < nh
+				 ? " (not every host has a recap)"
+				 : "");
 		error = ebuf;
 	}
 	json_object_object_add(res, "error", error ? json_object_new_string(error) : NULL);
 	fl_api_time(time(NULL), ts);
 	json_object_object_add(res, "ended_at", json_object_new_string(ts));
-	json_object_object_add(res, "duration_ms", json_object_new_int64((int64_t)(mono_ms() - t0)));
+	json_object_object_add(res, "duration_ms",
+			       json_object_new_int64((int64_t)(mono_ms() - t0)));
 	return res;
 }
 
@@ -1035,7 +1118,7 @@ static struct json_object *audit_details(const char *id, struct json_object *res
 	if (state)
 		json_object_object_add(d, "state", json_object_new_string(state));
 	static const char *const keys[] = {"hosts", "check", "playbook_sha256", "exit_code", "ok",
-					   "recap", "error", "duration_ms", NULL};
+					   "recap", "error", "duration_ms",	NULL};
 	for (size_t i = 0; res && keys[i]; i++) {
 		struct json_object *v;
 		if (json_object_object_get_ex(res, keys[i], &v))
@@ -1050,7 +1133,8 @@ static int post_apply(FlHttpReq *req)
 	const char *id = fl_http_param(req, "id");
 	if (req->role < FL_ROLE_REVIEWER)
 		return deny(req, "approval.apply", id);
-	_cleanup_(json_object_putp) struct json_object *body = NULL, *cur = NULL, *rec = NULL, *res = NULL;
+	_cleanup_(json_object_putp) struct json_object *body = NULL, *cur = NULL, *rec = NULL,
+						       *res = NULL;
 	_cleanup_(rendered_clear) Rendered pb = {0};
 	struct json_object *names = NULL;
 	bool check = false;
@@ -1063,7 +1147,8 @@ static int post_apply(FlHttpReq *req)
 		return r;
 	if (json_object_object_get_ex(body, "hosts", &names) &&
 	    (!json_object_is_type(names, json_type_array) || !json_object_array_length(names)))
-		return fl_http_fail(req, -EINVAL, "hosts: a non-empty array of configured host names");
+		return fl_http_fail(req, -EINVAL,
+				    "hosts: a non-empty array of configured host names");
 	if ((r = fl_db_approval_get(req->app->db, id, &cur, &err)) < 0)
 		return fl_api_fail(req, r, &err);
 	const char *state = jstr(cur, "state"), *sandbox = jstr(cur, "sandbox_id");
@@ -1072,12 +1157,14 @@ static int post_apply(FlHttpReq *req)
 	if (!check && (r = fl_approval_transition_check(id, state, "applying", &err)) < 0)
 		return fl_api_fail(req, r, &err);
 	if (check && strcmp(state, "approved") && strcmp(state, "pending"))
-		return fl_http_fail(req, -EBUSY, "approval %s is %s: a check run needs a pending or "
-						 "approved approval", id, state);
+		return fl_http_fail(req, -EBUSY,
+				    "approval %s is %s: a check run needs a pending or "
+				    "approved approval",
+				    id, state);
 	const char *pbname = jstr(cur, "playbook"), *want = jstr(cur, "playbook_sha256");
 	if (!pbname || !want)
-		return fl_http_fail(req, -EBUSY, "approval %s has no playbook to apply (kind %s)", id,
-				    jstr(cur, "kind") ? jstr(cur, "kind") : "?");
+		return fl_http_fail(req, -EBUSY, "approval %s has no playbook to apply (kind %s)",
+				    id, jstr(cur, "kind") ? jstr(cur, "kind") : "?");
 	/* the playbook must still be, byte for byte, what the reviewer approved */
 	if ((r = render(req->app->db, pbname, &pb, &err)) < 0)
 		return fl_api_fail(req, r == -ENOENT ? -EBUSY : r, &err);
@@ -1090,8 +1177,10 @@ static int post_apply(FlHttpReq *req)
 		ev.status = 409;
 		if (fl_db_audit(req->app->db, &ev, NULL, &err) < 0)
 			return fl_api_fail(req, -ENOTCONN, &err);
-		return fl_http_fail(req, -EBUSY, "playbook %s changed after approval (approved sha256 %.12s…, "
-						 "now %.12s…): ask for a new approval", pbname, want, pb.sha);
+		return fl_http_fail(req, -EBUSY,
+				    "playbook %s changed after approval (approved sha256 %.12s…, "
+				    "now %.12s…): ask for a new approval",
+				    pbname, want, pb.sha);
 	}
 	const FlHostConfig *hosts[MAX_APPLY_HOSTS];
 	size_t nh = 0;
@@ -1114,7 +1203,8 @@ static int post_apply(FlHttpReq *req)
 		goto out;
 	}
 	if (!check) {
-		_cleanup_(json_object_putp) struct json_object *d = audit_details(id, NULL, "applying");
+		_cleanup_(json_object_putp) struct json_object *d =
+			audit_details(id, NULL, "applying");
 		struct json_object *hl = json_object_new_array();
 		for (size_t i = 0; i < nh; i++)
 			json_object_array_add(hl, json_object_new_string(hosts[i]->name));
@@ -1122,19 +1212,21 @@ static int post_apply(FlHttpReq *req)
 		json_object_object_add(d, "playbook_sha256", json_object_new_string(pb.sha));
 		FlAuditEvent ev = fl_audit_event(req, "approval.apply.start", sandbox, d);
 		_cleanup_(json_object_putp) struct json_object *started = NULL;
-		if ((r = fl_db_approval_step(req->app->db, id, "approved", "applying", NULL, NULL, NULL, &ev,
-					     &started, &err)) < 0) {
+		if ((r = fl_db_approval_step(req->app->db, id, "approved", "applying", NULL, NULL,
+					     NULL, &ev, &started, &err)) < 0) {
 			r = fl_api_fail(req, r, &err);
 			goto out;
 		}
 		notify();
 	}
-	fl_log_info("approval %s: %s playbook %s on %zu host(s)", id, check ? "check run of" : "applying",
-		    pbname, nh);
+	fl_log_info("approval %s: %s playbook %s on %zu host(s)", id,
+		    check ? "check run of" : "applying", pbname, nh);
 	if (a.ndjson) {
-		mg_printf(req->conn, "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
-				     "Cache-Control: no-store\r\nX-Approval-Id: %s\r\n"
-				     "Transfer-Encoding: chunked\r\n\r\n", id);
+		mg_printf(req->conn,
+			  "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"
+			  "Cache-Control: no-store\r\nX-Approval-Id: %s\r\n"
+			  "Transfer-Encoding: chunked\r\n\r\n",
+			  id);
 		req->responded = true;
 	}
 	res = apply_run(&a, id, &pb, hosts, nh, check);
@@ -1151,10 +1243,11 @@ static int post_apply(FlHttpReq *req)
 		_cleanup_(json_object_putp) struct json_object *d = audit_details(id, res, to);
 		FlAuditEvent ev = fl_audit_event(req, "approval.apply.done", sandbox, d);
 		ev.status = 200;
-		if ((r = fl_db_approval_step(req->app->db, id, "applying", to, NULL, NULL, res, &ev, &rec,
-					     &err)) < 0) {
+		if ((r = fl_db_approval_step(req->app->db, id, "applying", to, NULL, NULL, res, &ev,
+					     &rec, &err)) < 0) {
 			/* stays "applying": the next start marks it interrupted */
-			fl_log_error("approval %s: cannot record the apply result: %s", id, err.msg);
+			fl_log_error("approval %s: cannot record the apply result: %s", id,
+				     err.msg);
 			if (!a.ndjson) {
 				r = fl_api_fail(req, r, &err);
 				goto out;
@@ -1166,10 +1259,14 @@ static int post_apply(FlHttpReq *req)
 	}
 	if (a.ndjson) {
 		_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
-		json_object_object_add(o, "exit_code", json_object_get(json_object_object_get(res, "exit_code")));
+		json_object_object_add(o, "exit_code",
+				       json_object_get(json_object_object_get(res, "exit_code")));
 		json_object_object_add(o, "ok", json_object_new_boolean(ok));
-		json_object_object_add(o, "error", json_object_get(json_object_object_get(res, "error")));
-		json_object_object_add(o, "state", rec ? json_object_get(json_object_object_get(rec, "state")) : NULL);
+		json_object_object_add(o, "error",
+				       json_object_get(json_object_object_get(res, "error")));
+		json_object_object_add(o, "state",
+				       rec ? json_object_get(json_object_object_get(rec, "state"))
+					   : NULL);
 		json_object_object_add(o, "approval", json_object_get(rec));
 		if (check)
 			json_object_object_add(o, "check", json_object_get(res));
@@ -1209,8 +1306,10 @@ static int approvals_start(FlApp *app, FlError *err)
 	if (r < 0)
 		fl_log_warn("approvals: cannot check for interrupted applies: %s", e.msg);
 	else if (n)
-		fl_log_warn("approvals: %u apply(ies) were interrupted by the last stop; marked failed "
-			    "(\"interrupted\"), not re-run", n);
+		fl_log_warn(
+			"approvals: %u apply(ies) were interrupted by the last stop; marked failed "
+			"(\"interrupted\"), not re-run",
+			n);
 	return 0;
 }
 

@@ -31,8 +31,8 @@ bool fl_approval_kind_valid(const char *k)
 	return k && (!strcmp(k, "change") || !strcmp(k, "command") || !strcmp(k, "question"));
 }
 
-static const char *const states[] = {"pending", "approved", "rejected", "applying", "applied",
-				     "failed", NULL};
+static const char *const states[] = {"pending", "approved", "rejected", "applying",
+				     "applied", "failed",   NULL};
 
 bool fl_approval_state_valid(const char *s)
 {
@@ -78,31 +78,36 @@ int fl_approval_transition_check(const char *id, const char *from, const char *t
 		why = "only pending approvals can be decided";
 	else if (!strcmp(to, "applying"))
 		why = !strcmp(from, "applying") ? "an apply is running"
-		      : !strcmp(from, "applied") ? "it was applied already; ask for a new approval to apply again"
-		      : !strcmp(from, "failed") ? "its apply failed; ask for a new approval to apply again"
-						 : "only approved approvals can be applied";
+		      : !strcmp(from, "applied")
+			      ? "it was applied already; ask for a new approval to apply again"
+		      : !strcmp(from, "failed")
+			      ? "its apply failed; ask for a new approval to apply again"
+			      : "only approved approvals can be applied";
 	else
 		why = "not a step of the approval state machine";
-	return fl_error_set(err, -EBUSY, "approval %s%sis %s: %s", id ? id : "", id ? " " : "", from,
-			    why);
+	return fl_error_set(err, -EBUSY, "approval %s%sis %s: %s", id ? id : "", id ? " " : "",
+			    from, why);
 }
 
 static int by_src(const void *a, const void *b)
 {
-	struct json_object *x = *(struct json_object *const *)a, *y = *(struct json_object *const *)b;
+	struct json_object *x = *(struct json_object *const *)a,
+			   *y = *(struct json_object *const *)b;
 	struct json_object *sx = NULL, *sy = NULL;
 	json_object_object_get_ex(x, "src", &sx);
 	json_object_object_get_ex(y, "src", &sy);
-	const char *p = sx ? json_object_get_string(sx) : "", *q = sy ? json_object_get_string(sy) : "";
+	const char *p = sx ? json_object_get_string(sx) : "",
+		   *q = sy ? json_object_get_string(sy) : "";
 	return strcmp(p ? p : "", q ? q : "");
 }
 
 static void hash_field(FlSha256 *h, struct json_object *f, const char *key)
 {
 	struct json_object *v = NULL;
-	const char *s = json_object_object_get_ex(f, key, &v) && json_object_is_type(v, json_type_string)
-				? json_object_get_string(v)
-				: "";
+	const char *s =
+		json_object_object_get_ex(f, key, &v) && json_object_is_type(v, json_type_string)
+			? json_object_get_string(v)
+			: "";
 	fl_sha256_update(h, key, strlen(key));
 	fl_sha256_update(h, "=", 1);
 	fl_sha256_update(h, s, strlen(s));
@@ -113,7 +118,9 @@ int fl_approval_playbook_hash(const char *yaml, size_t yaml_len, struct json_obj
 			      char out[FL_DB_HASH_HEX])
 {
 	static const char magic[] = "fluid-playbook-v1\n";
-	size_t n = files && json_object_is_type(files, json_type_array) ? json_object_array_length(files) : 0;
+	size_t n = files && json_object_is_type(files, json_type_array)
+			   ? json_object_array_length(files)
+			   : 0;
 	_cleanup_free_ struct json_object **v = n ? calloc(n, sizeof(*v)) : NULL;
 	if (n && !v)
 		return -ENOMEM;
@@ -141,8 +148,8 @@ int fl_approval_playbook_hash(const char *yaml, size_t yaml_len, struct json_obj
 /* "web-1 : ok=3 changed=1 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0" */
 static void recap_line(const char *s, size_t n, struct json_object *out)
 {
-	static const char *const keys[] = {"ok", "changed", "unreachable", "failed", "skipped",
-					   "rescued", "ignored", NULL};
+	static const char *const keys[] = {"ok",      "changed", "unreachable", "failed",
+					   "skipped", "rescued", "ignored",	NULL};
 	char line[512];
 	if (n >= sizeof(line))
 		return;
@@ -163,7 +170,8 @@ static void recap_line(const char *s, size_t n, struct json_object *out)
 	struct json_object *h = json_object_new_object();
 	int found = 0;
 	char *save = NULL;
-	for (char *tok = strtok_r(colon + 3, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+	for (char *tok = strtok_r(colon + 3, " \t", &save); tok;
+	     tok = strtok_r(NULL, " \t", &save)) {
 		char *eq = strchr(tok, '=');
 		if (!eq)
 			continue;
@@ -253,7 +261,8 @@ char *fl_approval_text_clean(const char *in, size_t len, size_t cap)
 	size_t i = 0, o = 0;
 	while (i < len && o < n) {
 		size_t k = utf8_seq(s + i, len - i);
-		if (k == 0 || (k == 1 && ((s[i] < 0x20 && s[i] != '\n' && s[i] != '\t') || s[i] == 0x7f))) {
+		if (k == 0 ||
+		    (k == 1 && ((s[i] < 0x20 && s[i] != '\n' && s[i] != '\t') || s[i] == 0x7f))) {
 			out[o++] = '?';
 			i++;
 			continue;

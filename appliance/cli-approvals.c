@@ -28,7 +28,8 @@ FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: fluid approvals list [--state S] [--kind K] [--sandbox ID] [--limit N] [--json]\n"
+	fprintf(f, "usage: fluid approvals list [--state S] [--kind K] [--sandbox ID] [--limit N] "
+		   "[--json]\n"
 		   "       fluid approvals show ID [--wait SECONDS] [--json]\n"
 		   "       fluid approvals approve ID [--comment TEXT]\n"
 		   "       fluid approvals reject ID [--comment TEXT]\n"
@@ -49,8 +50,8 @@ static void add_query(char *q, size_t len, const char *key, const char *val)
 	size_t n = strlen(q);
 	n += (size_t)snprintf(q + n, len > n ? len - n : 0, "%c%s=", n ? '&' : '?', key);
 	for (const unsigned char *p = (const unsigned char *)val; *p && n + 4 < len; p++) {
-		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-		    strchr("-._~", *p))
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~", *p))
 			q[n++] = (char)*p;
 		else
 			n += (size_t)snprintf(q + n, len - n, "%%%02X", *p);
@@ -60,16 +61,18 @@ static void add_query(char *q, size_t len, const char *key, const char *val)
 
 static void print_one(struct json_object *a)
 {
-	printf("%s  %-8s %-8s %-22s %s\n", fl_json_str(a, "id") ?: "?", fl_json_str(a, "state") ?: "?",
-	       fl_json_str(a, "kind") ?: "?", fl_json_str(a, "requested_by") ?: "-",
-	       fl_json_str(a, "summary") ?: "");
+	printf("%s  %-8s %-8s %-22s %s\n", fl_json_str(a, "id") ?: "?",
+	       fl_json_str(a, "state") ?: "?", fl_json_str(a, "kind") ?: "?",
+	       fl_json_str(a, "requested_by") ?: "-", fl_json_str(a, "summary") ?: "");
 }
 
 static void print_detail(struct json_object *a)
 {
-	static const char *const keys[] = {"id", "state", "kind", "summary", "sandbox_id", "change_id",
-					   "playbook", "playbook_sha256", "requested_by", "requested_role",
-					   "created_at", "decided_by", "decided_at", "comment", NULL};
+	static const char *const keys[] = {
+		"id",		"state",	  "kind",	"summary",
+		"sandbox_id",	"change_id",	  "playbook",	"playbook_sha256",
+		"requested_by", "requested_role", "created_at", "decided_by",
+		"decided_at",	"comment",	  NULL};
 	for (size_t i = 0; keys[i]; i++) {
 		const char *v = fl_json_str(a, keys[i]);
 		if (v)
@@ -78,29 +81,39 @@ static void print_detail(struct json_object *a)
 	struct json_object *d = jget(a, "details");
 	if (d && json_object_is_type(d, json_type_object))
 		printf("%-16s %s\n", "details",
-		       json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		       json_object_to_json_string_ext(d, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
 	struct json_object *ap = jget(a, "apply");
 	if (ap && json_object_is_type(ap, json_type_object)) {
 		printf("apply:           ok=%s exit=%s hosts=%s%s%s\n",
 		       json_object_get_boolean(jget(ap, "ok")) ? "yes" : "no",
 		       jget(ap, "exit_code") ? json_object_get_string(jget(ap, "exit_code")) : "-",
-		       jget(ap, "hosts") ? json_object_to_json_string_ext(jget(ap, "hosts"), JSON_C_TO_STRING_PLAIN) : "[]",
+		       jget(ap, "hosts") ? json_object_to_json_string_ext(jget(ap, "hosts"),
+									  JSON_C_TO_STRING_PLAIN)
+					 : "[]",
 		       fl_json_str(ap, "error") ? " error: " : "", fl_json_str(ap, "error") ?: "");
 		const char *tail = fl_json_str(ap, "output_tail");
 		if (tail && *tail)
-			printf("---- output (tail) ----\n%s%s", tail, tail[strlen(tail) - 1] == '\n' ? "" : "\n");
+			printf("---- output (tail) ----\n%s%s", tail,
+			       tail[strlen(tail) - 1] == '\n' ? "" : "\n");
 	}
 }
 
 int fl_cmd_approvals(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"state", required_argument, NULL, 's'},   {"kind", required_argument, NULL, 'k'},
-		{"sandbox", required_argument, NULL, 'S'}, {"limit", required_argument, NULL, 'l'},
-		{"comment", required_argument, NULL, 'c'}, {"wait", required_argument, NULL, 'w'},
-		{"host", required_argument, NULL, 'H'},    {"check", no_argument, NULL, 'C'},
-		{"json", no_argument, NULL, 'j'},          {"url", required_argument, NULL, 'u'},
-		{"token-file", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+		{"state", required_argument, NULL, 's'},
+		{"kind", required_argument, NULL, 'k'},
+		{"sandbox", required_argument, NULL, 'S'},
+		{"limit", required_argument, NULL, 'l'},
+		{"comment", required_argument, NULL, 'c'},
+		{"wait", required_argument, NULL, 'w'},
+		{"host", required_argument, NULL, 'H'},
+		{"check", no_argument, NULL, 'C'},
+		{"json", no_argument, NULL, 'j'},
+		{"url", required_argument, NULL, 'u'},
+		{"token-file", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
 	const char *state = NULL, *kind = NULL, *sandbox = NULL, *limit = "50", *comment = NULL,
@@ -112,12 +125,24 @@ int fl_cmd_approvals(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "s:k:S:l:c:w:H:Cju:t:h", longopts, NULL)) != -1) {
 		switch (c) {
-		case 's': state = optarg; break;
-		case 'k': kind = optarg; break;
-		case 'S': sandbox = optarg; break;
-		case 'l': limit = optarg; break;
-		case 'c': comment = optarg; break;
-		case 'w': wait = optarg; break;
+		case 's':
+			state = optarg;
+			break;
+		case 'k':
+			kind = optarg;
+			break;
+		case 'S':
+			sandbox = optarg;
+			break;
+		case 'l':
+			limit = optarg;
+			break;
+		case 'c':
+			comment = optarg;
+			break;
+		case 'w':
+			wait = optarg;
+			break;
 		case 'H':
 			if (nhosts == MAX_HOST_ARGS) {
 				fl_cli_error("at most %d --host options", MAX_HOST_ARGS);
@@ -125,12 +150,24 @@ int fl_cmd_approvals(int argc, char **argv)
 			}
 			hosts[nhosts++] = optarg;
 			break;
-		case 'C': check = true; break;
-		case 'j': json = true; break;
-		case 'u': url = optarg; break;
-		case 't': token_file = optarg; break;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'C':
+			check = true;
+			break;
+		case 'j':
+			json = true;
+			break;
+		case 'u':
+			url = optarg;
+			break;
+		case 't':
+			token_file = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (optind >= argc) {
@@ -173,7 +210,8 @@ int fl_cmd_approvals(int argc, char **argv)
 		struct json_object *arr = jget(o, "approvals");
 		for (size_t i = 0; arr && i < json_object_array_length(arr); i++)
 			print_one(json_object_array_get_idx(arr, i));
-		fprintf(stderr, "%zu shown, %lld in total\n", arr ? json_object_array_length(arr) : 0,
+		fprintf(stderr, "%zu shown, %lld in total\n",
+			arr ? json_object_array_length(arr) : 0,
 			(long long)json_object_get_int64(jget(o, "total")));
 		return 0;
 	}
@@ -230,7 +268,8 @@ int fl_cmd_approvals(int argc, char **argv)
 		if (check)
 			json_object_object_add(b, "check", json_object_new_boolean(1));
 		snprintf(path, sizeof(path), "/v1/approvals/%s/apply", id);
-		if (fl_cli_call(url, token, "POST", path, json_object_to_json_string(b), 35 * 60 * 1000, &o))
+		if (fl_cli_call(url, token, "POST", path, json_object_to_json_string(b),
+				35 * 60 * 1000, &o))
 			return 1;
 		if (json) {
 			fl_cli_print_json(o);
@@ -239,7 +278,8 @@ int fl_cmd_approvals(int argc, char **argv)
 			const char *tail = fl_json_str(r, "output_tail");
 			if (tail)
 				fputs(tail, stdout);
-			printf("check run: %s\n", json_object_get_boolean(jget(r, "ok")) ? "ok" : "FAILED");
+			printf("check run: %s\n",
+			       json_object_get_boolean(jget(r, "ok")) ? "ok" : "FAILED");
 		} else {
 			print_detail(jget(o, "approval"));
 		}

@@ -41,9 +41,12 @@ static void test_ids(void **state)
 static void test_transitions(void **state)
 {
 	(void)state;
-	static const char *const st[] = {"pending", "approved", "rejected", "applying", "applied", "failed"};
-	static const char *const ok[][2] = {{"pending", "approved"}, {"pending", "rejected"},
-					    {"approved", "applying"}, {"applying", "applied"},
+	static const char *const st[] = {"pending",  "approved", "rejected",
+					 "applying", "applied",	 "failed"};
+	static const char *const ok[][2] = {{"pending", "approved"},
+					    {"pending", "rejected"},
+					    {"approved", "applying"},
+					    {"applying", "applied"},
 					    {"applying", "failed"}};
 	for (size_t i = 0; i < 6; i++)
 		for (size_t j = 0; j < 6; j++) {
@@ -56,7 +59,8 @@ static void test_transitions(void **state)
 				assert_int_equal(r, 0);
 			} else {
 				assert_int_equal(r, -EBUSY);
-				assert_non_null(strstr(err.msg, st[i])); /* says which state it is in */
+				assert_non_null(
+					strstr(err.msg, st[i])); /* says which state it is in */
 			}
 		}
 	FlError err = {0};
@@ -89,7 +93,8 @@ static void test_hash(void **state)
 	assert_int_equal(fl_approval_playbook_hash(yaml, strlen(yaml), rev, h2), 0);
 	assert_string_equal(h, h2);
 	/* a changed blob, a changed byte of YAML, a moved boundary: all differ */
-	json_object_object_add(json_object_array_get_idx(rev, 0), "content_b64", json_object_new_string("Qw=="));
+	json_object_object_add(json_object_array_get_idx(rev, 0), "content_b64",
+			       json_object_new_string("Qw=="));
 	assert_int_equal(fl_approval_playbook_hash(yaml, strlen(yaml), rev, h2), 0);
 	assert_string_not_equal(h, h2);
 	assert_int_equal(fl_approval_playbook_hash(yaml, strlen(yaml) - 1, files, h2), 0);
@@ -110,8 +115,10 @@ static void test_recap(void **state)
 	const char *out =
 		"PLAY [x] ****\n\nTASK [y] ****\nchanged: [web-1]\n\n"
 		"PLAY RECAP *********************************************************************\n"
-		"web-1                      : ok=3    changed=2    unreachable=0    failed=0    skipped=1    rescued=0    ignored=0   \n"
-		"db.example.com             : ok=0    changed=0    unreachable=1    failed=0    skipped=0    rescued=0    ignored=0   \n"
+		"web-1                      : ok=3    changed=2    unreachable=0    failed=0    "
+		"skipped=1    rescued=0    ignored=0   \n"
+		"db.example.com             : ok=0    changed=0    unreachable=1    failed=0    "
+		"skipped=0    rescued=0    ignored=0   \n"
 		"\nsomething after\nevil : ok=99\n";
 	struct json_object *r = fl_approval_recap_parse(out, strlen(out));
 	assert_int_equal(json_object_object_length(r), 2);
@@ -138,7 +145,9 @@ static void test_recap(void **state)
 	json_object_put(r);
 	const char *cut = "PLAY RECAP *\nc : ok=1 changed=";
 	r = fl_approval_recap_parse(cut, strlen(cut));
-	assert_int_equal(json_object_get_int(json_object_object_get(json_object_object_get(r, "c"), "ok")), 1);
+	assert_int_equal(
+		json_object_get_int(json_object_object_get(json_object_object_get(r, "c"), "ok")),
+		1);
 	json_object_put(r);
 }
 
