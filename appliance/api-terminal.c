@@ -287,18 +287,6 @@ static int read_full(int fd, void *buf, size_t len)
 	return 1;
 }
 
-/*
- * Ends the op. fl_stream_cancel only posts to the engine loop; a resize
- * posted after it returns once the loop ran both (posts run in order), so
- * the stream cannot be finished and freed while the cancel is queued.
- * Caller holds t->lock and t->stream is set.
- */
-static void cancel_sync(Term *t)
-{
-	fl_stream_cancel(t->stream);
-	fl_stream_resize(t->stream, t->rows, t->cols);
-}
-
 static void *pump(void *p)
 {
 	Term *t = p;
@@ -343,7 +331,7 @@ static void *pump(void *p)
 	}
 	pthread_mutex_lock(&t->lock);
 	if (r < 0 || client_gone)
-		cancel_sync(t);
+		fl_stream_cancel(t->stream);
 	FlStream *st = TAKE_PTR(t->stream);
 	pthread_mutex_unlock(&t->lock);
 	/* finish closes the output's read end: output still coming is dropped */
@@ -460,7 +448,7 @@ static void ws_ready(struct mg_connection *conn, void *cbdata)
 	return;
 
 fail_stream:
-	cancel_sync(t);
+	fl_stream_cancel(t->stream);
 	t->stream = NULL;
 	fl_stream_finish(st, NULL, NULL);
 fail:
@@ -580,7 +568,7 @@ static void ws_close(const struct mg_connection *conn, void *cbdata)
 		return;
 	pthread_mutex_lock(&t->lock);
 	if (t->stream)
-		cancel_sync(t); /* the agent hangs up the pty: tmux's client exits */
+		fl_stream_cancel(t->stream); /* the agent hangs up the pty: tmux's client exits */
 	pthread_mutex_unlock(&t->lock);
 	if (t->pump_started)
 		pthread_join(t->pump, NULL);

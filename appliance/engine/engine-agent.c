@@ -575,15 +575,6 @@ fail:
 	stream_complete(st);
 }
 
-static void stream_ctl_cancel(FlLoop *l, void *ud)
-{
-	FlStream *st = ud;
-	if (st->op)
-		agent_op_cancel(st->op);
-	if (st->sb->conn)
-		conn_update(st->sb->conn);
-}
-
 int ea_stream_open(FlEngine *e, Sandbox *sb, const FlStreamSpec *spec, FlStream **ret, FlError *err)
 {
 	FlStream *st = calloc(1, sizeof(*st));
@@ -660,39 +651,56 @@ void fl_stream_close_input(FlStream *s)
 	s->in_wr = -1;
 }
 
-void fl_stream_cancel(FlStream *s)
-{
-	fl_loop_post(s->e->loop, stream_ctl_cancel, s);
-}
-
-typedef struct Resize {
+/*
+ * Cancel and resize run on the loop thread and the caller waits for them:
+ * once they return, the loop holds no pointer to the stream, so the caller
+ * may fl_stream_finish() it at once.
+ */
+typedef struct StreamCtl {
 	FlStream *st;
+	bool cancel;
 	unsigned rows, cols;
 	sem_t done;
 	int r;
-} Resize;
+} StreamCtl;
 
-static void stream_ctl_resize(FlLoop *l, void *ud)
+static void stream_ctl(FlLoop *l, void *ud)
 {
-	Resize *rz = ud;
-	rz->r = rz->st->op ? agent_pty_resize(rz->st->op, rz->rows, rz->cols) : -ESRCH;
-	if (rz->st->sb->conn)
-		conn_update(rz->st->sb->conn);
-	sem_post(&rz->done);
+	StreamCtl *c = ud;
+	if (!c->st->op)
+		c->r = -ESRCH;
+	else if (c->cancel)
+		agent_op_cancel(c->st->op);
+	else
+		c->r = agent_pty_resize(c->st->op, c->rows, c->cols);
+	if (c->st->sb->conn)
+		conn_update(c->st->sb->conn);
+	sem_post(&c->done);
+}
+
+static int stream_ctl_run(StreamCtl *c)
+{
+	sem_init(&c->done, 0, 0);
+	int r = fl_loop_post(c->st->e->loop, stream_ctl, c);
+	if (r >= 0) {
+		while (sem_wait(&c->done) < 0 && errno == EINTR)
+			;
+		r = c->r;
+	}
+	sem_destroy(&c->done);
+	return r;
+}
+
+void fl_stream_cancel(FlStream *s)
+{
+	StreamCtl c = {.st = s, .cancel = true};
+	stream_ctl_run(&c);
 }
 
 int fl_stream_resize(FlStream *s, unsigned rows, unsigned cols)
 {
-	Resize rz = {.st = s, .rows = rows, .cols = cols};
-	sem_init(&rz.done, 0, 0);
-	int r = fl_loop_post(s->e->loop, stream_ctl_resize, &rz);
-	if (r >= 0) {
-		while (sem_wait(&rz.done) < 0 && errno == EINTR)
-			;
-		r = rz.r;
-	}
-	sem_destroy(&rz.done);
-	return r;
+	StreamCtl c = {.st = s, .rows = rows, .cols = cols};
+	return stream_ctl_run(&c);
 }
 
 int ea_stream_finish(FlStream *st, FlEngine **ret_e, Sandbox **ret_sb, struct json_object **ret,

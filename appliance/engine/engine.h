@@ -153,7 +153,8 @@ int fl_engine_stream_open(FlEngine *e, const char *id, const FlStreamSpec *spec,
 int fl_stream_in_fd(const FlStream *s);
 int fl_stream_out_fd(const FlStream *s);
 void fl_stream_close_input(FlStream *s);
-/* Asks the agent to stop the op (kills an exec's process group). */
+/* Asks the agent to stop the op (kills an exec's process group); returns once
+ * the engine loop has sent it, so the stream may be finished right after. */
 void fl_stream_cancel(FlStream *s);
 /* Resizes a "pty" stream's terminal. */
 int fl_stream_resize(FlStream *s, unsigned rows, unsigned cols);
