@@ -108,7 +108,16 @@ static int build_argv(const FlVmSpec *s, const FlVm *vm, Argv *a)
 	r |= arg(a, "-sandbox"), r |= arg(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	r |= arg(a, "-kernel"), r |= arg(a, "%s", s->kernel);
 	r |= arg(a, "-initrd"), r |= arg(a, "%s", s->initrd);
-	r |= arg(a, "-append"), r |= arg(a, "%s", s->cmdline);
+	/* Under TCG the guest's TSC runs at the host's rate but its
+	 * frequency is calibrated against emulated timers while the vCPU
+	 * thread competes for the host's CPUs: on a loaded host a template's
+	 * kernel can get it wrong by 10x, and every clone inherits a clock
+	 * (and timeouts) running that much too fast. The HPET is emulated
+	 * from the host's clock and needs no calibration. */
+	if (!strcmp(s->accel, "tcg"))
+		r |= arg(a, "-append"), r |= arg(a, "%s clocksource=hpet", s->cmdline);
+	else
+		r |= arg(a, "-append"), r |= arg(a, "%s", s->cmdline);
 	r |= arg(a, "-chardev"), r |= arg(a, "file,id=con0,path=%s", vm->console_path);
 	r |= arg(a, "-serial"), r |= arg(a, "chardev:con0");
 	r |= arg(a, "-blockdev"), r |= arg(a, "driver=qcow2,node-name=disk0,cache.no-flush=on,file.driver=file,file.filename=%s,file.aio=threads", s->disk);

@@ -14,9 +14,10 @@
 
 #include "error.h"
 
-/* Version of the device set below: part of every template's key, since
- * saved device state only loads into the same devices. */
-#define FL_DEVICE_SET 2
+/* Version of the device set and kernel options below: part of every
+ * template's key, since saved device state only loads into the same
+ * devices (3: clocksource=hpet under TCG). */
+#define FL_DEVICE_SET 3
 /* Hot-plug ports (pcie-root-port hp0..hpN-1) for inspector disks. */
 #define FL_HOTPLUG_PORTS 2
 
