@@ -74,12 +74,8 @@ const STAGES = {
 };
 
 function rehearsal(c) {
-	if (c.state === 'running' && c.stage !== 'rehearsal') return null;
+	if (c.state === 'running') return null; // the progress line on top says what runs
 	const sec = h('section.rehearsal', { 'aria-labelledby': 'reh-h' }, h('h2#reh-h', 'Rehearsal'));
-	if (c.state === 'running') {
-		sec.append(loading(STAGES.rehearsal(c)));
-		return sec;
-	}
 	if (c.verified === true) {
 		sec.append(h('div.verdict.ok', h('strong', 'Verified. '),
 			'Applied to a fresh clone of the same template, the playbook reproduces the sandbox\'s diff exactly, and a second run changed nothing.'));

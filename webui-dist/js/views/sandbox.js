@@ -30,12 +30,13 @@ export async function render(main, [id, tab]) {
 	const renderHead = () => clear(head, header(ctx, renderHead));
 	renderHead();
 
-	const tabs = h('div.tabs', { role: 'tablist', 'aria-label': 'Sandbox views' },
+	// The views are plain links (deep-linkable, Tab-reachable); the current one is marked.
+	const tabs = h('nav.tabs', { 'aria-label': 'Sandbox views' },
 		TABS.map(([k, label]) => h('a.tab', {
-			href: `#/sandboxes/${enc(id)}/${k}`, role: 'tab', id: `tab-${k}`,
-			'aria-selected': String(k === tab), 'aria-controls': 'tabpanel',
+			href: `#/sandboxes/${enc(id)}/${k}`, id: `tab-${k}`,
+			'aria-current': k === tab ? 'page' : null,
 		}, label)));
-	const panel = h('section.tabpanel#tabpanel', { role: 'tabpanel', 'aria-labelledby': `tab-${tab}` });
+	const panel = h('section.tabpanel#tabpanel', { 'aria-labelledby': `tab-${tab}` });
 	main.append(head, tabs, panel);
 
 	// Live events: state changes re-render the header; tabs subscribe too.
