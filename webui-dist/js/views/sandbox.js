@@ -220,10 +220,8 @@ function tabFiles(panel, ctx) {
 	}
 	add(panel,
 		h('h2.visually-hidden', 'Files'),
-		h('form.inlineform', { onsubmit: ev => { ev.preventDefault(); go(pathIn.value.trim() || '/'); } },
+		h('div.filebar', h('form.inlineform', { onsubmit: ev => { ev.preventDefault(); go(pathIn.value.trim() || '/'); } },
 			field('Directory', pathIn), h('button', { type: 'submit' }, 'Open')),
-		crumbs,
-		list,
 		h('form.inlineform.upload', {
 			onsubmit: ev => {
 				ev.preventDefault();
@@ -237,7 +235,9 @@ function tabFiles(panel, ctx) {
 					go(cwd);
 				});
 			},
-		}, field('Upload a file into this directory', upIn), upBtn));
+		}, field('Upload a file into this directory', upIn), upBtn)),
+		crumbs,
+		list);
 
 	async function go(p) {
 		cwd = normalize(p);
