@@ -226,6 +226,27 @@ test('a reviewer approves with a comment', async t => {
 	await screenshots(page, '11-approvals-approved');
 });
 
+test('a reviewer applies the approved change: output streams, an unreachable host ends it failed', async t => {
+	const page = await t.page();
+	await signIn(page, env.reviewer);
+	await page.goto(`${env.url}/#/approvals?state=approved`);
+	const card = page.locator(`li.approval[data-id="${t.shared.approval}"]`);
+	await card.getByRole('button', { name: 'Apply to production' }).click();
+	await page.getByRole('dialog').getByRole('button', { name: 'Apply' }).click();
+	const out = card.locator('pre.applyout');
+	await until(async () => /== failed \(exit/.test(await out.innerText()), 'the apply\'s final line', 120000, 500);
+	assert((await out.innerText()).split('\n').filter(Boolean).length >= 2, 'output lines streamed before the final line');
+	const a = await api(env.reviewer, 'GET', `/v1/approvals/${t.shared.approval}`);
+	assert(a.body.approval.state === 'failed', `approval state after the apply: ${a.body.approval.state}`);
+	await until(async () => (await card.locator('.apphead .badge').innerText()) === 'failed', 'the card to say failed');
+	await page.waitForTimeout(6000); // a poll of the list must not take the output away
+	assert(/== failed/.test(await out.innerText()), 'the output is still shown');
+	await screenshots(page, '12-approvals-apply');
+	// The stored result, on the list of all approvals.
+	await page.goto(`${env.url}/#/approvals?state=all`);
+	await page.locator(`li.approval[data-id="${t.shared.approval}"] details.lastapply`).waitFor();
+});
+
 test('audit log with filters and an intact chain (reviewer)', async t => {
 	const page = await t.page();
 	await signIn(page, env.reviewer);
@@ -241,7 +262,7 @@ test('audit log with filters and an intact chain (reviewer)', async t => {
 	await page.getByLabel('Action').fill('');
 	await page.getByRole('button', { name: 'Filter' }).click();
 	await until(async () => (await page.locator('table.audit tbody tr').count()) > 5, 'unfiltered rows for the sandbox');
-	await screenshots(page, '12-audit');
+	await screenshots(page, '13-audit');
 });
 
 test('status screen: accelerator, capacity, versions', async t => {
@@ -251,7 +272,7 @@ test('status screen: accelerator, capacity, versions', async t => {
 	await page.locator('.stat', { hasText: 'Accelerator' }).waitFor();
 	assert((await page.locator('.stat', { hasText: 'Accelerator' }).innerText()).toLowerCase().includes('tcg'), 'accelerator tcg shown');
 	assert((await page.locator('table.data').innerText()).includes('tiny'), 'images listed');
-	await screenshots(page, '13-status');
+	await screenshots(page, '14-status');
 });
 
 test('narrow width: navigation menu and keyboard use', async t => {
@@ -263,7 +284,7 @@ test('narrow width: navigation menu and keyboard use', async t => {
 	await toggle.focus();
 	await page.keyboard.press('Enter');
 	await page.getByRole('link', { name: 'Status', exact: true }).waitFor({ state: 'visible' });
-	await screenshots(page, '14-narrow-menu');
+	await screenshots(page, '15-narrow-menu');
 	// Keyboard only: Tab to the Status link and follow it.
 	await page.getByRole('link', { name: 'Status', exact: true }).focus();
 	await page.keyboard.press('Enter');
@@ -287,5 +308,5 @@ test('stop, start and destroy from the list', async t => {
 		await r.waitFor({ state: 'detached', timeout: 60000 });
 	}
 	await page.getByText('No sandboxes yet.').waitFor({ timeout: 15000 });
-	await screenshots(page, '15-sandboxes-empty');
+	await screenshots(page, '16-sandboxes-empty');
 });

@@ -60,7 +60,19 @@ trap cleanup EXIT
 DATABASE_URL=$("$PG" url)
 export DATABASE_URL
 
+# A production host that is never reachable (a closed port on loopback):
+# applying to it streams ansible's output and ends "failed".
+ssh-keygen -q -t ed25519 -N '' -C webui-test -f "$T/prod_key" >/dev/null 2>&1 || need "ssh-keygen makes a key"
+echo "[127.0.0.1]:1 $(cut -d' ' -f1-2 "$T/prod_key.pub")" >"$T/prod_known_hosts"
+
 cat >"$T/config.yaml" <<EOF
+hosts:
+  - name: prod-unreachable
+    address: 127.0.0.1
+    port: 1
+    user: root
+    ssh_key: $T/prod_key
+    known_hosts: $T/prod_known_hosts
 server:
   listen: 127.0.0.1:0
   webui_dir: $ROOT/webui-dist

@@ -12,7 +12,8 @@ const POLL_MS = 5000;
 
 export async function render(main, _params, query) {
 	let alive = true, timer = null, applying = 0;
-	const filter = FILTERS.some(f => f[0] === query.get('state')) ? query.get('state') : (query.get('id') ? '' : 'pending');
+	const want = query.get('state') === 'all' ? '' : query.get('state');
+	const filter = FILTERS.some(f => f[0] === want) ? want : (query.get('id') ? '' : 'pending');
 	const focusId = query.get('id');
 	const list = h('div', loading('Loading approvals…'));
 	add(main,
@@ -60,7 +61,7 @@ export async function render(main, _params, query) {
 			a.comment ? h('blockquote.comment', a.comment) : null);
 		if (a.state === 'pending' && can('reviewer')) li.append(decide(a));
 		if (a.state === 'approved' && can('reviewer') && a.kind !== 'question' && a.kind !== 'command') li.append(apply(a));
-		if (a.apply) add(li, h('details', h('summary', 'Last apply'), h('pre.out', { tabindex: '0' }, JSON.stringify(a.apply, null, 2))));
+		if (a.apply) add(li, lastApply(a));
 		return li;
 	}
 
@@ -89,6 +90,7 @@ export async function render(main, _params, query) {
 		const run = async (b, dry) => {
 			if (!dry && !await confirmDialog('Apply to production?', 'The approved playbook runs against the production hosts of the configuration over SSH.', 'Apply', true)) return;
 			applying++;
+			let final = null;
 			out.hidden = false;
 			clear(out, dry ? '== check run (ansible-playbook --check)\n' : '');
 			btn.disabled = check.disabled = true;
@@ -98,6 +100,7 @@ export async function render(main, _params, query) {
 					const ct = res.headers.get('Content-Type') || '';
 					if (ct.includes('ndjson')) {
 						await readNdjson(res, obj => {
+							if ('exit_code' in obj && 'ok' in obj) final = obj;
 							out.append(lineOf(obj));
 							out.scrollTop = out.scrollHeight;
 						});
@@ -106,9 +109,18 @@ export async function render(main, _params, query) {
 					}
 					toast(dry ? 'Check run finished' : 'Apply finished');
 				} finally {
-					applying--;
 					btn.disabled = check.disabled = false;
-					if (!dry) setTimeout(() => load(true), 1500);
+					if (dry) applying--;
+					// After a real apply the list stays as it is (polling paused) so the
+					// output stays readable; the card shows the new state.
+					else if (final && final.state) {
+						const li = out.closest('li');
+						const old = li && li.querySelector('.apphead .badge');
+						if (old) old.replaceWith(badge(final.state, final.state === 'applied' ? 'ok' : 'fail'));
+						if (li) li.dataset.state = final.state;
+						btn.remove();
+						check.remove();
+					}
 				}
 			});
 		};
@@ -119,6 +131,17 @@ export async function render(main, _params, query) {
 
 	await load(true);
 	return () => { alive = false; clearTimeout(timer); };
+}
+
+// The stored result of the last apply (or check run) of an approval.
+function lastApply(a) {
+	const r = a.apply || {};
+	const what = r.ok ? 'succeeded' : 'failed';
+	return h('details.lastapply',
+		h('summary', `Last apply ${what}${r.exit_code !== undefined && r.exit_code !== null ? ` (exit ${r.exit_code})` : ''}`,
+			r.error ? h('span.sub', ` — ${r.error}`) : ''),
+		r.output_tail ? h('pre.out.applyout', { tabindex: '0' }, r.output_tail) : h('p.sub', 'No output was kept.'),
+		r.output_truncated ? h('p.sub', `Only the end of ${r.output_bytes} bytes of output is kept.`) : null);
 }
 
 // One NDJSON line of an apply as text.
