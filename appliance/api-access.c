@@ -48,6 +48,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "api-policies.h"
 #include "cleanup.h"
 #include "db.h"
 #include "engine.h"
@@ -298,6 +299,8 @@ static int post_access_request(FlHttpReq *req)
 	const char *state = jstr(sb, "state");
 	if (state && !strcmp(state, "DESTROYED"))
 		return fl_http_fail(req, -ENOENT, "sandbox %s is destroyed", sandbox_id);
+	if (sb && (r = fl_api_policy_interactive(req, sandbox_id, "ssh access")) < 0)
+		return r;
 	int64_t ssh_port = jint(sb, "ssh_port");
 
 	uint8_t rnd[20];
@@ -472,6 +475,8 @@ static int post_sshkey(FlHttpReq *req)
 		return fl_http_fail(req, -EINVAL, "username must match [a-z_][a-z0-9_-]*");
 	if (!app->engine)
 		return fl_http_fail(req, -ENODEV, "the sandbox engine is not available");
+	if ((r = fl_api_policy_interactive(req, id, "ssh key")) < 0)
+		return r;
 	static const char script[] =
 		"u=$1; h=$(awk -F: -v u=\"$u\" '$1 == u { print $6 }' /etc/passwd); "
 		"[ -n \"$h\" ] || exit 3; umask 077; mkdir -p \"$h/.ssh\" && "

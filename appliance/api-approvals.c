@@ -406,22 +406,26 @@ static int http_wait(FlHttpReq *req, const char *id, uint64_t seconds, struct js
 	return r < 0 ? fl_api_fail(req, r, &err) : 0;
 }
 
-/* An agent tried what needs a reviewer: audited, then 403. */
-static int deny(FlHttpReq *req, const char *action, const char *id)
+/* A refused decision or apply: audited, then 403. reason NULL = the caller
+ * is no reviewer. */
+static int deny(FlHttpReq *req, const char *action, const char *id, const char *reason)
 {
 	char act[64];
 	snprintf(act, sizeof(act), "%s.denied", action);
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();
 	json_object_object_add(d, "approval_id", json_object_new_string(id ? id : ""));
-	json_object_object_add(d, "reason",
-			       json_object_new_string("requires the reviewer or admin role"));
+	json_object_object_add(d, "reason", json_object_new_string(
+		reason ? reason : "requires the reviewer or admin role"));
 	FlAuditEvent ev = fl_audit_event(req, act, NULL, d);
 	ev.status = 403;
 	FlError err = {0};
 	if (req->app->db && fl_db_audit(req->app->db, &ev, NULL, &err) < 0)
 		fl_log_warn("approvals: cannot audit a refused %s: %s", action, err.msg);
-	fl_log_warn("approvals: %s by %s (%s) refused: not a reviewer", action,
-		    req->actor[0] ? req->actor : "anonymous", fl_role_name(req->role));
+	fl_log_warn("approvals: %s by %s (%s) refused: %s", action,
+		    req->actor[0] ? req->actor : "anonymous", fl_role_name(req->role),
+		    reason ? reason : "not a reviewer");
+	if (reason)
+		return fl_http_fail(req, -EACCES, "%s of %s refused: %s", action, id, reason);
 	return fl_http_fail(req, -EACCES,
 			    "%s needs the reviewer role; agent tokens can never "
 			    "approve, reject or apply",
@@ -457,6 +461,16 @@ static int post_approvals(FlHttpReq *req)
 		return fl_http_fail(req, -EINVAL, "details must be an object");
 	if (!kind)
 		kind = change || playbook ? "change" : "question";
+	/* a "command" approval is what the safety policy asks before it runs
+	 * a command; one made by a caller would only mislead a reviewer */
+	if (!strcmp(kind, "command"))
+		return fl_http_fail(req, -EINVAL, "kind \"command\" is reserved for the safety "
+						  "policy: ask a \"question\" instead");
+	if (sandbox && req->app->engine) {
+		_cleanup_(json_object_putp) struct json_object *sb = NULL;
+		if (fl_engine_get(req->app->engine, sandbox, &sb, NULL) == -ENOENT)
+			return fl_http_fail(req, -ENOENT, "no sandbox %s", sandbox);
+	}
 	FlApprovalAsk ask = {.kind = kind,
 			     .summary = summary,
 			     .sandbox_id = sandbox,
@@ -590,7 +604,7 @@ static int decide(FlHttpReq *req, bool approve)
 	const char *action = approve ? "approval.approve" : "approval.reject";
 	const char *id = fl_http_param(req, "id");
 	if (req->role < FL_ROLE_REVIEWER)
-		return deny(req, action, id);
+		return deny(req, action, id, NULL);
 	_cleanup_(json_object_putp) struct json_object *body = NULL, *cur = NULL, *rec = NULL;
 	const char *comment = NULL;
 	int r;
@@ -605,6 +619,11 @@ static int decide(FlHttpReq *req, bool approve)
 	FlError err = {0};
 	if ((r = fl_db_approval_get(req->app->db, id, &cur, &err)) < 0)
 		return fl_api_fail(req, r, &err);
+	/* Four eyes: whoever asked cannot approve (rejecting withdraws). */
+	const char *asker = jstr(cur, "requested_by");
+	if (approve && req->actor[0] && asker && !strcmp(asker, req->actor))
+		return deny(req, action, id, "requested with the same token: another reviewer "
+					     "must approve it");
 	const char *to = approve ? "approved" : "rejected";
 	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object();
 	json_object_object_add(d, "approval_id", json_object_new_string(id));
@@ -1132,7 +1151,7 @@ static int post_apply(FlHttpReq *req)
 	static const char *const allowed[] = {"hosts", "check", NULL};
 	const char *id = fl_http_param(req, "id");
 	if (req->role < FL_ROLE_REVIEWER)
-		return deny(req, "approval.apply", id);
+		return deny(req, "approval.apply", id, NULL);
 	_cleanup_(json_object_putp) struct json_object *body = NULL, *cur = NULL, *rec = NULL,
 						       *res = NULL;
 	_cleanup_(rendered_clear) Rendered pb = {0};
@@ -1313,7 +1332,9 @@ static int approvals_start(FlApp *app, FlError *err)
 	return 0;
 }
 
-static void approvals_stop(FlApp *app)
+/* Before the HTTP server waits for its handlers: long-polls answer now
+ * (with the approval as it is) instead of at their timeout. */
+static void approvals_wake(FlHttpServer *s)
 {
 	pthread_once(&w_once, w_init);
 	pthread_mutex_lock(&W.mu);
@@ -1321,4 +1342,22 @@ static void approvals_stop(FlApp *app)
 	pthread_cond_broadcast(&W.cv);
 	pthread_mutex_unlock(&W.mu);
 }
-FL_SERVICE(approvals, 45, approvals_start, approvals_stop);
+FL_HTTP_STOP_HOOK(approvals_wake);
+FL_SERVICE(approvals, 45, approvals_start, NULL);
+
+int fl_approval_expire(FlApp *app, const char *id, const char *reason, FlError *err)
+{
+	if (!app || !app->db)
+		return fl_error_set(err, -ENOTCONN, "approvals need the database");
+	_cleanup_(json_object_putp) struct json_object *d = json_object_new_object(), *rec = NULL;
+	json_object_object_add(d, "approval_id", json_object_new_string(id));
+	json_object_object_add(d, "state", json_object_new_string("rejected"));
+	json_object_object_add(d, "comment", json_object_new_string(reason));
+	FlAuditEvent ev = {.actor = "system", .action = "approval.expire",
+			   .status = 200, .details = d};
+	int r = fl_db_approval_step(app->db, id, "pending", "rejected", "system", reason, NULL, &ev,
+				    &rec, err);
+	if (r >= 0)
+		notify();
+	return r;
+}

@@ -190,16 +190,35 @@ static int ask_approval(FlHttpReq *req, const char *sandbox_id, const FlPolicy *
 			     &err);
 	const char *state =
 		r >= 0 ? json_object_get_string(json_object_object_get(fin, "state")) : NULL;
-	json_object_object_add(details, "approval_state",
-			       json_object_new_string(state ? state : "unknown"));
+	if (state && !strcmp(state, "pending")) {
+		/* nobody decided in time: the command is refused, and its
+		 * approval must not be approvable afterwards */
+		FlError xe = {0};
+		char why[96];
+		snprintf(why, sizeof(why), "no decision within %u s: the command was refused",
+			 p->commands.approval_timeout_sec);
+		r = fl_approval_expire(req->app, aid, why, &xe);
+		if (r >= 0) {
+			state = "expired";
+		} else if (r == -EBUSY) { /* decided at the last moment: that decision counts */
+			json_object_put(TAKE_PTR(fin));
+			r = fl_approval_wait(req->app, aid, 0, &fin, &err);
+			state = r >= 0 ? json_object_get_string(json_object_object_get(fin, "state"))
+				       : NULL;
+		} else {
+			fl_log_warn("policy: approval %s: %s", aid, xe.msg);
+		}
+	}
 	bool ok = state && (!strcmp(state, "approved") || !strcmp(state, "applying") ||
 			    !strcmp(state, "applied"));
+	json_object_object_add(details, "approval_state",
+			       json_object_new_string(state ? state : "unknown"));
 	json_object_object_add(details, "decision",
 			       json_object_new_string(ok ? "approved" : "denied"));
 	int ar = audit_decision(req, "policy.command", sandbox_id, ok ? 0 : 403, details);
 	if (!ok)
 		return deny(req, details, "command not approved (approval %s: %s)", aid,
-			    state && strcmp(state, "pending") ? state : "no decision in time");
+			    state && strcmp(state, "expired") ? state : "no decision in time");
 	return ar;
 }
 
@@ -249,6 +268,27 @@ int fl_api_policy_command(FlHttpReq *req, const char *sandbox_id, const char *sh
 		return ask_approval(req, sandbox_id, ref.policy, &d, det);
 	}
 	return fl_http_fail(req, -EIO, "bad decision");
+}
+
+int fl_api_policy_interactive(FlHttpReq *req, const char *sandbox_id, const char *channel)
+{
+	FlPolicyRef ref;
+	int r = fl_api_policy_of_sandbox(req, sandbox_id, &ref);
+	if (r < 0)
+		return r;
+	if (!fl_policy_has_command_rules(ref.policy) || ref.policy->commands.interactive)
+		return 0;
+	_cleanup_(json_object_putp) struct json_object *det = json_object_new_object();
+	json_object_object_add(det, "decision", json_object_new_string("deny"));
+	json_object_object_add(det, "channel", json_object_new_string(channel));
+	json_object_object_add(det, "policy", json_object_new_string(ref.policy->name));
+	json_object_object_add(det, "rule", json_object_new_string("commands.interactive: false"));
+	if ((r = audit_decision(req, "policy.interactive", sandbox_id, 403, det)) < 0)
+		return r;
+	return deny(req, det,
+		    "%s: policy %s has command rules, and an interactive channel would bypass "
+		    "them (set commands.interactive to allow it)",
+		    channel, ref.policy->name);
 }
 
 /* ---- paths -------------------------------------------------------------------------- */

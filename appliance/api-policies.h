@@ -53,6 +53,14 @@ int fl_api_policy_command(FlHttpReq *req, const char *sandbox_id, const char *sh
 			  const char *const *argv, const FlPolicy **ret_policy);
 
 /*
+ * An interactive channel into a sandbox (channel: "terminal", "tmux",
+ * "ssh"): a way to type commands the command rules never see. Refused
+ * (403, audited as "policy.interactive") when the sandbox's policy has
+ * command rules and does not set commands.interactive; else 0.
+ */
+int fl_api_policy_interactive(FlHttpReq *req, const char *sandbox_id, const char *channel);
+
+/*
  * A file path about to be read (write = false) or written/removed: checked
  * lexically, then resolved inside the guest (symlinks followed component by
  * component with the agent's stat) and checked again on the real path.

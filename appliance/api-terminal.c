@@ -49,6 +49,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api-policies.h"
 #include "cleanup.h"
 #include "engine-service.h"
 #include "log.h"
@@ -225,6 +226,13 @@ static int ws_connect(const struct mg_connection *conn, void *cbdata)
 	    strcmp(json_object_get_string(v), "RUNNING"))
 		return refuse(conn, 409, "the sandbox is not RUNNING");
 	json_object_object_get_ex(rec, "id", &v);
+	if (strcmp(mode, "watch")) { /* typing into the guest: the safety policy decides */
+		FlHttpReq preq = {.app = app, .method = "GET", .path = ri->local_uri, .role = role};
+		int pr = fl_api_policy_interactive(&preq, json_object_get_string(v), "terminal");
+		json_object_put(preq.err_details);
+		if (pr < 0)
+			return refuse(conn, fl_http_status_from_errno(pr), preq.err.msg);
+	}
 
 	unsigned limit = app->cfg->server.threads / 4 ? app->cfg->server.threads / 4 : 1;
 	if (__atomic_add_fetch(&active_terms, 1, __ATOMIC_RELAXED) > limit) {

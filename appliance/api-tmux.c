@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api-policies.h"
 #include "cleanup.h"
 #include "engine-service.h"
 #include "tmux.h"
@@ -204,7 +205,8 @@ static int send_keys(FlHttpReq *req)
 	}
 	args[n] = NULL;
 
-	if ((r = body_sandbox(req, body, id)) < 0)
+	if ((r = body_sandbox(req, body, id)) < 0 ||
+	    (r = fl_api_policy_interactive(req, id, "tmux send-keys")) < 0)
 		return r;
 	FlTmuxResult res;
 	if ((r = run_on_pane(req, id, session, args, 4096, &res)) < 0)
@@ -371,7 +373,8 @@ static int create_session(FlHttpReq *req)
 			req, -EINVAL,
 			"command: a string (run by the default shell) or an argv array");
 	}
-	if ((r = fl_api_sandbox_lookup(req, id, NULL)) < 0)
+	if ((r = fl_api_sandbox_lookup(req, id, NULL)) < 0 ||
+	    ((command || use_argv) && (r = fl_api_policy_interactive(req, id, "tmux session command")) < 0))
 		return r;
 	FlError err = {0};
 	_cleanup_(json_object_putp) struct json_object *sess = NULL;

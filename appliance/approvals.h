@@ -50,6 +50,13 @@ int fl_approval_create(FlApp *app, const FlApprovalAsk *ask, struct json_object 
 int fl_approval_wait(FlApp *app, const char *id, int64_t timeout_ms, struct json_object **ret,
 		     FlError *err);
 
+/*
+ * Closes a still-pending approval nobody decided in time: rejected by
+ * "system" with reason as the comment (audited), so it can no longer be
+ * approved after its asker gave up. -EBUSY when it was decided meanwhile.
+ */
+int fl_approval_expire(FlApp *app, const char *id, const char *reason, FlError *err);
+
 /* ---- Additions (approvals.c: pure helpers) ----------------------------- */
 
 #include <stdbool.h>

@@ -684,10 +684,17 @@ int fl_http_start(FlApp *app, FlHttpServer **ret, FlError *err)
 	return 0;
 }
 
+extern const fl_http_stop_hook_fn __start_fl_http_stop_hooks[] __attribute__((weak));
+extern const fl_http_stop_hook_fn __stop_fl_http_stop_hooks[] __attribute__((weak));
+
 void fl_http_stop(FlHttpServer *s)
 {
 	if (!s)
 		return;
+	if (__start_fl_http_stop_hooks && __stop_fl_http_stop_hooks)
+		for (const fl_http_stop_hook_fn *h = __start_fl_http_stop_hooks;
+		     h < __stop_fl_http_stop_hooks; h++)
+			(*h)(s);
 	mg_stop(s->ctx);
 	mg_exit_library();
 	free(s);

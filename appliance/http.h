@@ -209,6 +209,16 @@ typedef void (*fl_http_start_hook_fn)(FlHttpServer *s);
 	__attribute__((used, section("fl_http_start_hooks"))) static const              \
 		fl_http_start_hook_fn fl_http_start_hook_##fn = (fn)
 
+/*
+ * Stop hooks: called by fl_http_stop() before it waits for the running
+ * handlers, to wake handlers that wait on something (long-polls), so that
+ * a stop never waits out their timeouts.
+ */
+typedef void (*fl_http_stop_hook_fn)(FlHttpServer *s);
+#define FL_HTTP_STOP_HOOK(fn)                                                          \
+	__attribute__((used, section("fl_http_stop_hooks"))) static const               \
+		fl_http_stop_hook_fn fl_http_stop_hook_##fn = (fn)
+
 /* The server a civetweb connection belongs to, and its app. */
 FlHttpServer *fl_http_server_of(const struct mg_connection *conn);
 FlApp *fl_http_app(FlHttpServer *s);

@@ -1478,7 +1478,7 @@ int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **re
 	static const char *const top_keys[] = {"description", "commands", "files", "limits",
 					       "network",     "name",	  NULL};
 	static const char *const cmd_keys[] = {
-		"deny", "approval", "allow", "opaque", "approval_timeout_sec", NULL};
+		"deny", "approval", "allow", "opaque", "approval_timeout_sec", "interactive", NULL};
 	static const char *const file_keys[] = {"read", "write", NULL};
 	static const char *const limit_keys[] = {
 		"timeout_sec",	  "max_timeout_sec", "output_bytes",
@@ -1518,6 +1518,12 @@ int fl_policy_from_json(const char *name, struct json_object *obj, FlPolicy **re
 				      &p->commands.approval_timeout_sec, err)) < 0 ||
 		    (r = get_string(cmds, "opaque", "commands", &s, err)) < 0)
 			return r;
+		struct json_object *iv;
+		if (json_object_object_get_ex(cmds, "interactive", &iv)) {
+			if (!json_object_is_type(iv, json_type_boolean))
+				return fl_error_set(err, -EINVAL, "commands.interactive: true or false");
+			p->commands.interactive = json_object_get_boolean(iv);
+		}
 		if (s && !strcmp(s, "deny"))
 			p->commands.opaque = FL_POLICY_DENY;
 		else if (s && !strcmp(s, "approval"))
@@ -1620,6 +1626,7 @@ struct json_object *fl_policy_to_json(const FlPolicy *p)
 			       json_object_new_string(fl_policy_action_name(p->commands.opaque)));
 	json_object_object_add(c, "approval_timeout_sec",
 			       json_object_new_int64(p->commands.approval_timeout_sec));
+	json_object_object_add(c, "interactive", json_object_new_boolean(p->commands.interactive));
 	json_object_object_add(o, "commands", c);
 	struct json_object *f = json_object_new_object();
 	json_object_object_add(f, "read", rules_json(&p->files.read));

@@ -99,6 +99,10 @@ typedef struct FlPolicy {
 		FlPolicyRules deny, approval, allow;
 		FlPolicyAction opaque;	       /* DENY (default) or APPROVAL */
 		unsigned approval_timeout_sec; /* how long a command waits for a reviewer */
+		/* Terminal take-over, tmux send-keys and SSH access reach a shell
+		 * the command rules never see: with any command rule they are
+		 * refused unless this is set (docs/policies.md). */
+		bool interactive;
 	} commands;
 	struct {
 		FlPolicyRules read, write; /* normalised absolute prefixes */

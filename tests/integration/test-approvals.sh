@@ -193,15 +193,22 @@ expect "decide: unknown field" 400 "$REVIEWER" POST "/v1/approvals/$A1/approve" 
 expect "a question has nothing to apply" 409 "$REVIEWER" POST "/v1/approvals/$A1/apply"
 
 # ---- reject path ------------------------------------------------------------------
-must "agent asks again" 201 "$AGENT" POST /v1/approvals '{"summary":"May I drop the staging database?","sandbox_id":"sbx-1","kind":"command","details":{"command":"dropdb staging"}}'
+expect "kind command is the policy's, not a caller's" 400 "$AGENT" POST /v1/approvals '{"summary":"May I?","kind":"command"}'
+expect "an unknown sandbox_id" 404 "$AGENT" POST /v1/approvals '{"summary":"May I?","sandbox_id":"sbx-nope"}'
+must "agent asks again" 201 "$AGENT" POST /v1/approvals "{\"summary\":\"May I drop the staging database?\",\"sandbox_id\":\"$PROD\",\"details\":{\"command\":\"dropdb staging\"}}"
 A2=$(json 'd["approval"]["id"]' <"$T/body")
 expect "reviewer rejects" 200 "$REVIEWER" POST "/v1/approvals/$A2/reject" '{"comment":"no"}'
 check "rejected with the comment" jtrue 'd["approval"]["state"]=="rejected" and d["approval"]["comment"]=="no"' <"$T/body"
 expect "approve after reject" 409 "$REVIEWER" POST "/v1/approvals/$A2/approve"
-expect "list by kind and sandbox" 200 "$AGENT" GET "/v1/approvals?kind=command&sandbox_id=sbx-1"
+expect "list by kind and sandbox" 200 "$AGENT" GET "/v1/approvals?kind=question&sandbox_id=$PROD"
 check "filters work" jtrue "d['total']==1 and d['approvals'][0]['id']=='$A2'" <"$T/body"
+must "a reviewer asks" 201 "$REVIEWER" POST /v1/approvals '{"summary":"May I, myself?"}'
+A4=$(json 'd["approval"]["id"]' <"$T/body")
+expect "four eyes: the asker cannot approve its own request" 403 "$REVIEWER" POST "/v1/approvals/$A4/approve"
+check "403 says another reviewer must approve" jtrue '"another reviewer" in d["error"]' <"$T/body"
+expect "another reviewer (admin) can" 200 "$ADMIN" POST "/v1/approvals/$A4/approve"
 expect "list paging" 200 "$AGENT" GET "/v1/approvals?limit=1&offset=1"
-check "total is all matches, page is 1" jtrue "d['total']==2 and len(d['approvals'])==1 and d['approvals'][0]['id']=='$A1'" <"$T/body"
+check "total is all matches, page is 1" jtrue "d['total']==3 and len(d['approvals'])==1 and d['approvals'][0]['id']=='$A2'" <"$T/body"
 
 # ---- the README's blocking ask ------------------------------------------------------
 ( curl -sS -o "$T/ask.json" -w '%{http_code}' -X POST "$URL/api/v1/human/ask" -H "Authorization: Bearer $AGENT" \
@@ -261,7 +268,7 @@ SHA_CHG=$(json 'd["approval"]["playbook_sha256"]' <"$T/body")
 must "ask for prod-setup2 by name" 201 "$AGENT" POST /v1/approvals '{"summary":"same playbook","playbook":"prod-setup2"}'
 check "same playbook, same hash" jtrue "d['approval']['playbook_sha256']=='$SHA_CHG' and '$SHA_CHG'!='$SHA1'" <"$T/body"
 expect "ask for a running change" 409 "$AGENT" POST /v1/approvals "{\"summary\":\"too early\",\"change_id\":\"$CHG2\"}"
-expect "ask for a change of another sandbox" 400 "$AGENT" POST /v1/approvals "{\"summary\":\"x\",\"change_id\":\"$CHG\",\"sandbox_id\":\"sbx-1\"}"
+expect "ask for a change of another sandbox" 400 "$AGENT" POST /v1/approvals "{\"summary\":\"x\",\"change_id\":\"$CHG\",\"sandbox_id\":\"$PROD\"}"
 
 # ---- the CLI -------------------------------------------------------------------------
 must "ask for the CLI" 201 "$AGENT" POST /v1/approvals '{"summary":"CLI question"}'

@@ -84,6 +84,7 @@ policies:
       deny: ["rm", "shutdown", "dd *of=/dev/*"]
       approval: ["touch /tmp/approved*"]
       approval_timeout_sec: 120
+      # interactive: false (the default) refuses take-over, send-keys, SSH
     files:
       read: [/etc, /tmp]
       write: [/tmp/work]
@@ -216,6 +217,17 @@ req "$AG" POST "/v1/sandboxes/$SB/processes" '{"command":"sleep 1; rm /tmp/marke
 check "background process: denied too" test "$code" = 403
 req "$AG" POST "/v1/sandboxes/$SB/command" '{"command":"dd if=/dev/zero of=/dev/vda count=1"}'
 check "POST .../command: a deny pattern with arguments" test "$code" = 403
+# interactive channels would bypass the command rules: refused under them
+req "$AG" POST /api/v1/tmux/panes/send-keys "{\"sandbox_id\":\"$SB\",\"keys\":\"rm /tmp/marker\",\"enter\":true}"
+check "tmux send-keys under command rules -> 403 ($body)" jtrue 'd["code"] == 403 and d["details"]["channel"] == "tmux send-keys"' <<<"$body"
+req "$AG" POST "/v1/sandboxes/$SB/sshkey" '{"public_key":"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t","username":"root"}'
+check "ssh key under command rules -> 403" test "$code" = 403
+ws() { curl -s -o /dev/null -m 5 -w '%{http_code}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
+	-H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' "$URL$1"; }
+check "terminal take-over under command rules -> 403" test "$(ws "/v1/sandboxes/$SB/terminal?token=$AG&mode=control")" = 403
+check "watching the terminal stays allowed (101)" test "$(ws "/v1/sandboxes/$SB/terminal?token=$AG&mode=watch")" = 101
+req "$ADMIN" GET "/v1/audit?sandbox_id=$SB&action=policy.interactive&limit=10"
+check "interactive refusals are audited" jtrue 'len(d["events"]) >= 3 and all(e["status"] == 403 for e in d["events"])' <<<"$body"
 req "$ADMIN" GET "/v1/audit?sandbox_id=$SB&action=policy.command&limit=1000"
 check "every decision is an audit row (deny with status 403 and rule)" jtrue \
 	'sum(1 for r in d["events"] if r["status"] == 403 and r["details"]["decision"] == "deny") >= 15 and any(r["status"] == 0 and r["details"]["decision"] == "allow" for r in d["events"])' <<<"$body" || echo "$body" | head -c 600
