@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "ansible.h"
+#include "base64.h"
 #include "cleanup.h"
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
@@ -360,58 +361,6 @@ static bool unit_path(const char *p)
 	return false;
 }
 
-/* ---- base64 ---------------------------------------------------------- */
-
-static int b64_val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-/* Strict RFC 4648 decode (padding required). Caller frees *ret. */
-static int b64_decode(const char *s, char **ret, size_t *ret_len)
-{
-	size_t n = strlen(s);
-	if (n % 4)
-		return -EINVAL;
-	_cleanup_free_ char *out = malloc(n / 4 * 3 + 1);
-	if (!out)
-		return -ENOMEM;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i += 4) {
-		int v[4];
-		for (int k = 0; k < 4; k++) {
-			if (s[i + k] == '=' && i + 4 == n && k >= 2) {
-				v[k] = -2;
-				continue;
-			}
-			v[k] = b64_val(s[i + k]);
-			if (v[k] < 0)
-				return -EINVAL;
-		}
-		if (v[2] == -2 && v[3] != -2)
-			return -EINVAL;
-		out[o++] = (char)((v[0] << 2) | (v[1] >> 4));
-		if (v[2] != -2)
-			out[o++] = (char)(((v[1] & 15) << 4) | (v[2] >> 2));
-		if (v[3] != -2)
-			out[o++] = (char)(((v[2] & 3) << 6) | v[3]);
-	}
-	out[o] = 0;
-	*ret_len = o;
-	*ret = TAKE_PTR(out);
-	return 0;
-}
-
 static bool text_ok(const char *s, size_t len)
 {
 	if (memchr(s, 0, len))
@@ -509,7 +458,7 @@ static void put_file(Gen *g, const char *path, struct json_object *meta)
 	}
 	_cleanup_free_ char *data = NULL;
 	size_t len = 0;
-	if (b64 && b64_decode(b64, &data, &len) < 0) {
+	if (b64 && fl_base64_decode(b64, &data, &len) < 0) {
 		skip(g, "path", path, "content_b64 is not valid base64");
 		return;
 	}
@@ -622,7 +571,7 @@ static void collect_pkg_paths(Gen *g, struct json_object *arr, bool modified)
 		const char *b64 = jstr(modified ? jget(e, "new") : e, "content_b64");
 		_cleanup_free_ char *data = NULL;
 		size_t len;
-		if (!b64 || b64_decode(b64, &data, &len) < 0)
+		if (!b64 || fl_base64_decode(b64, &data, &len) < 0)
 			continue;
 		for (size_t st = 0; st < len;) {
 			char *nl = memchr(data + st, '\n', len - st);
@@ -701,7 +650,7 @@ static bool try_lineinfile(Gen *g, const char *path, struct json_object *e)
 		return false;
 	_cleanup_free_ char *data = NULL;
 	size_t len;
-	if (b64_decode(b64, &data, &len) < 0 || !text_ok(data, len) || !len ||
+	if (fl_base64_decode(b64, &data, &len) < 0 || !text_ok(data, len) || !len ||
 	    data[len - 1] != '\n' || memchr(data, '\r', len))
 		return false;
 	int hunks = 0;

@@ -49,6 +49,7 @@
 #include "ansible.h"
 #include "approvals.h"
 #include "auth.h"
+#include "base64.h"
 #include "cleanup.h"
 #include "engine-service.h"
 #include "fsutil.h"
@@ -725,21 +726,6 @@ static void on_output(Apply *a, const char *buf, size_t n)
 	}
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int write_file(const char *dir, const char *name, const void *data, size_t len)
 {
 	char path[4200];
@@ -749,41 +735,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 		open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return -errno;
-	return write_all(fd, data, len);
-}
-
-static int b64_decode(const char *s, char **ret, size_t *ret_len)
-{
-	static const char tbl[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t n = strlen(s);
-	if (n % 4)
-		return -EINVAL;
-	_cleanup_free_ char *out = malloc(n / 4 * 3 + 1);
-	if (!out)
-		return -ENOMEM;
-	size_t o = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '=') {
-			if (i + 2 < n)
-				return -EINVAL;
-			break;
-		}
-		const char *p = strchr(tbl, s[i]);
-		if (!p)
-			return -EINVAL;
-		acc = (acc << 6) | (unsigned)(p - tbl);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	*ret_len = o;
-	*ret = TAKE_PTR(out);
-	return 0;
+	return fl_write_all(fd, data, len);
 }
 
 static bool address_ok(const char *s)
@@ -897,7 +849,7 @@ static int prepare(const char *dir, const char *cm, Rendered *pb, const FlHostCo
 					    "%s: the playbook does not carry its content", src);
 		_cleanup_free_ char *data = NULL;
 		size_t dl;
-		if (b64_decode(b64, &data, &dl) < 0 || (r = write_file(dir, src, data, dl)) < 0)
+		if (fl_base64_decode(b64, &data, &dl) < 0 || (r = write_file(dir, src, data, dl)) < 0)
 			return fl_error_set(err, -EIO, "cannot write %s/%s", dir, src);
 	}
 	/* inventory as JSON (a YAML subset): no quoting pitfalls */

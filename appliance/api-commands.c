@@ -39,9 +39,11 @@
 #include <unistd.h>
 
 #include "api-policies.h"
+#include "base64.h"
 #include "cleanup.h"
 #include "db.h"
 #include "engine-service.h"
+#include "fsutil.h"
 #include "log.h"
 #include "state.h"
 
@@ -99,24 +101,6 @@ static size_t utf8_valid_prefix(const unsigned char *p, size_t len, size_t *inco
 		i += n;
 	}
 	return i;
-}
-
-static char *base64(const unsigned char *p, size_t len)
-{
-	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *out = malloc(4 * ((len + 2) / 3) + 1), *o = out;
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < len ? (uint32_t)p[i + 1] << 8 : 0) |
-			     (i + 2 < len ? p[i + 2] : 0);
-		*o++ = tbl[v >> 18 & 63];
-		*o++ = tbl[v >> 12 & 63];
-		*o++ = i + 1 < len ? tbl[v >> 6 & 63] : '=';
-		*o++ = i + 2 < len ? tbl[v & 63] : '=';
-	}
-	*o = 0;
-	return out;
 }
 
 /* A JSON string of bytes for a record: invalid UTF-8 (and NUL) become U+FFFD. */
@@ -529,7 +513,7 @@ static struct json_object *chunk_json(const char *stream, const unsigned char *p
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "stream", json_object_new_string(stream));
 	if (base64_enc) {
-		_cleanup_free_ char *b = base64(p, len);
+		_cleanup_free_ char *b = fl_base64_encode(p, len);
 		json_object_object_add(o, "data", b ? json_object_new_string(b) : NULL);
 		json_object_object_add(o, "encoding", json_object_new_string("base64"));
 	} else {
@@ -641,22 +625,6 @@ static void on_output(Run *run, int stream, const unsigned char *buf, size_t len
 	emit_chunk(run, k, buf, len);
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return off ? -EPROTO : 0;
-		off += (size_t)n;
-	}
-	return 1;
-}
-
 /*
  * Runs x in the sandbox, recording it; with run->ndjson the response is
  * streamed as it goes. Returns 0 with the final Command in *ret, or a
@@ -710,11 +678,11 @@ static int run_command(Run *run, const ExecReq *x, struct json_object **ret)
 	unsigned char hdr[5];
 	_cleanup_free_ unsigned char *buf = malloc(1u << 20);
 	for (;;) {
-		int k = read_full(fd, hdr, 5);
+		int k = fl_read_full(fd, hdr, 5);
 		if (k <= 0)
 			break;
 		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
-		if (!buf || n > (1u << 20) || read_full(fd, buf, n) <= 0) {
+		if (!buf || n > (1u << 20) || fl_read_full(fd, buf, n) <= 0) {
 			snprintf(run->error, sizeof(run->error), "malformed output stream");
 			fl_stream_cancel(st);
 			break;

@@ -31,6 +31,7 @@
 #include "api-policies.h"
 #include "cleanup.h"
 #include "engine-service.h"
+#include "fsutil.h"
 #include "log.h"
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
@@ -77,22 +78,6 @@ static int agent_op(FlHttpReq *req, const char *id, const char *op, struct json_
 	return r < 0 ? fl_api_fail(req, r, &err) : 0;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return off ? -EPROTO : 0;
-		off += (size_t)n;
-	}
-	return 1;
-}
-
 /* ---- download --------------------------------------------------------------- */
 
 static int get_file(FlHttpReq *req)
@@ -137,9 +122,9 @@ static int get_file(FlHttpReq *req)
 	unsigned char hdr[5];
 	int64_t sent = 0;
 	bool broken = !buf;
-	while (!broken && read_full(fl_stream_out_fd(s), hdr, 5) > 0) {
+	while (!broken && fl_read_full(fl_stream_out_fd(s), hdr, 5) > 0) {
 		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
-		if (n > (1u << 20) || read_full(fl_stream_out_fd(s), buf, n) <= 0) {
+		if (n > (1u << 20) || fl_read_full(fl_stream_out_fd(s), buf, n) <= 0) {
 			broken = true;
 			break;
 		}
@@ -242,11 +227,11 @@ static int put_file(FlHttpReq *req)
 	}
 	fl_stream_close_input(s);
 	unsigned char hdr[5];
-	while (buf && read_full(fl_stream_out_fd(s), hdr, 5) > 0) {
+	while (buf && fl_read_full(fl_stream_out_fd(s), hdr, 5) > 0) {
 		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
 		while (n) {
 			uint32_t k = n < 65536 ? n : 65536;
-			if (read_full(fl_stream_out_fd(s), buf, k) <= 0)
+			if (fl_read_full(fl_stream_out_fd(s), buf, k) <= 0)
 				break;
 			n -= k;
 		}

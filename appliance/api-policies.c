@@ -36,6 +36,7 @@
 #include "cleanup.h"
 #include "db-policies.h"
 #include "engine-service.h"
+#include "fsutil.h"
 #include "log.h"
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
@@ -406,22 +407,6 @@ static int guest_realpath(FlHttpReq *req, const char *sandbox_id, const char *no
 
 #define MOUNTINFO_MAX (512u * 1024)
 
-static int read_full_fd(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return off ? -EPROTO : 0;
-		off += (size_t)n;
-	}
-	return 1;
-}
-
 /* The agent's /proc/self/mountinfo (at most MOUNTINFO_MAX bytes, NUL-terminated). */
 static int guest_mountinfo(FlHttpReq *req, const char *sandbox_id, char **ret)
 {
@@ -438,9 +423,9 @@ static int guest_mountinfo(FlHttpReq *req, const char *sandbox_id, char **ret)
 	size_t len = 0;
 	bool bad = !buf || !chunk;
 	unsigned char hdr[5];
-	while (!bad && read_full_fd(fl_stream_out_fd(st), hdr, 5) > 0) {
+	while (!bad && fl_read_full(fl_stream_out_fd(st), hdr, 5) > 0) {
 		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
-		if (n > (1u << 20) || read_full_fd(fl_stream_out_fd(st), chunk, n) <= 0 ||
+		if (n > (1u << 20) || fl_read_full(fl_stream_out_fd(st), chunk, n) <= 0 ||
 		    (hdr[0] == 1 && len + n > MOUNTINFO_MAX)) {
 			bad = true;
 			break;

@@ -52,6 +52,7 @@
 #include "api-policies.h"
 #include "cleanup.h"
 #include "engine-service.h"
+#include "fsutil.h"
 #include "log.h"
 #include "tmux.h"
 
@@ -279,22 +280,6 @@ static void send_close(struct mg_connection *conn, unsigned code)
 	mg_websocket_write(conn, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, b, 2);
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return off ? -EPROTO : 0;
-		off += (size_t)n;
-	}
-	return 1;
-}
-
 static void *pump(void *p)
 {
 	Term *t = p;
@@ -317,7 +302,7 @@ static void *pump(void *p)
 			continue;
 		}
 		unsigned char hdr[5];
-		r = read_full(fd, hdr, sizeof(hdr));
+		r = fl_read_full(fd, hdr, sizeof(hdr));
 		if (r <= 0)
 			break;
 		uint32_t len = (uint32_t)hdr[1] | (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3] << 16 |
@@ -326,7 +311,7 @@ static void *pump(void *p)
 			r = -EPROTO;
 			break;
 		}
-		r = read_full(fd, buf, len);
+		r = fl_read_full(fd, buf, len);
 		if (r < 0 || (r == 0 && len)) {
 			r = r < 0 ? r : -EPROTO;
 			break;

@@ -19,26 +19,12 @@
 #include <unistd.h>
 
 #include "ansible.h"
+#include "base64.h"
 #include "cleanup.h"
 #include "cli.h"
+#include "fsutil.h"
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
 
 static int write_file(const char *dir, const char *name, const void *data, size_t len, mode_t mode)
 {
@@ -48,40 +34,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		return -errno;
-	return write_all(fd, data, len);
-}
-
-static int b64_dec(const char *s, char **ret, size_t *ret_len)
-{
-	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t n = strlen(s);
-	if (n % 4)
-		return -EINVAL;
-	_cleanup_free_ char *out = malloc(n / 4 * 3 + 1);
-	if (!out)
-		return -ENOMEM;
-	size_t o = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '=') {
-			if (i + 2 < n)
-				return -EINVAL;
-			break;
-		}
-		const char *p = strchr(tbl, s[i]);
-		if (!p || !s[i])
-			return -EINVAL;
-		acc = (acc << 6) | (unsigned)(p - tbl);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	*ret_len = o;
-	*ret = TAKE_PTR(out);
-	return 0;
+	return fl_write_all(fd, data, len);
 }
 
 static int generate_local(int argc, char **argv)
@@ -139,7 +92,7 @@ static int generate_local(int argc, char **argv)
 		return 1;
 	}
 	if (!out)
-		return write_all(STDOUT_FILENO, yaml, len) < 0 ? 1 : 0;
+		return fl_write_all(STDOUT_FILENO, yaml, len) < 0 ? 1 : 0;
 	char files_dir[4096];
 	snprintf(files_dir, sizeof(files_dir), "%s/files", out);
 	if ((mkdir(out, 0755) < 0 && errno != EEXIST) || (mkdir(files_dir, 0755) < 0 && errno != EEXIST)) {
@@ -164,7 +117,7 @@ static int generate_local(int argc, char **argv)
 			}
 			_cleanup_free_ char *data = NULL;
 			size_t dl;
-			if (!src || b64_dec(json_object_get_string(v), &data, &dl) < 0 ||
+			if (!src || fl_base64_decode(json_object_get_string(v), &data, &dl) < 0 ||
 			    (r = write_file(out, src, data, dl, 0644)) < 0) {
 				fl_cli_error("%s: cannot write", src ? src : "?");
 				return 1;

@@ -28,6 +28,7 @@
 
 #include "cleanup.h"
 #include "diff.h"
+#include "fsutil.h"
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 FL_DEFINE_CLEANUP(DIR *, closedir)
@@ -822,20 +823,6 @@ static int find_inspect_bin(const FlDiffSpec *spec, char *buf, size_t len)
 	return access(buf, R_OK) == 0 ? 0 : -ENOEXEC;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t got = 0;
-	while (got < len) {
-		ssize_t k = read(fd, (char *)buf + got, len - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return got ? -EIO : 0;
-		got += (size_t)k;
-	}
-	return 1;
-}
-
 /* file_write of the local file `bin` to `path` in the inspector. */
 static int push_binary(FlEngine *e, const char *iid, const char *bin, const char *path,
 		       FlError *err)
@@ -883,11 +870,11 @@ static int push_binary(FlEngine *e, const char *iid, const char *bin, const char
 		fl_stream_cancel(s);
 	fl_stream_close_input(s);
 	unsigned char hdr[5];
-	while (buf && read_full(fl_stream_out_fd(s), hdr, 5) > 0) {
+	while (buf && fl_read_full(fl_stream_out_fd(s), hdr, 5) > 0) {
 		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
 		while (n) {
 			uint32_t k = n < 65536 ? n : 65536;
-			if (read_full(fl_stream_out_fd(s), buf, k) <= 0)
+			if (fl_read_full(fl_stream_out_fd(s), buf, k) <= 0)
 				break;
 			n -= k;
 		}

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "ansible.h"
+#include "base64.h"
 #include "cleanup.h"
 #include "diff.h"
 #include "fsutil.h"
@@ -218,37 +219,6 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return off ? -EPROTO : 0;
-		off += (size_t)n;
-	}
-	return 1;
-}
-
 /* Drains a stream's records; data of stream 1 into buf (at most cap). */
 static int drain(FlStream *s, char *buf, size_t cap, size_t *ret_len)
 {
@@ -256,11 +226,11 @@ static int drain(FlStream *s, char *buf, size_t cap, size_t *ret_len)
 	char tmp[65536];
 	size_t len = 0;
 	int r;
-	while ((r = read_full(fl_stream_out_fd(s), hdr, 5)) > 0) {
+	while ((r = fl_read_full(fl_stream_out_fd(s), hdr, 5)) > 0) {
 		uint32_t n = hdr[1] | hdr[2] << 8 | hdr[3] << 16 | (uint32_t)hdr[4] << 24;
 		while (n) {
 			uint32_t k = n < sizeof(tmp) ? n : sizeof(tmp);
-			if ((r = read_full(fl_stream_out_fd(s), tmp, k)) <= 0)
+			if ((r = fl_read_full(fl_stream_out_fd(s), tmp, k)) <= 0)
 				return r < 0 ? r : -EPROTO;
 			if (hdr[0] == 1 && buf) {
 				if (len + k > cap)
@@ -290,7 +260,7 @@ static int guest_write(FlEngine *e, const char *id, const char *path, const void
 	int r = fl_engine_stream_open(e, id, &ss, &s, err);
 	if (r < 0)
 		return r;
-	r = write_all(fl_stream_in_fd(s), data, len);
+	r = fl_write_all(fl_stream_in_fd(s), data, len);
 	fl_stream_close_input(s);
 	int d = drain(s, NULL, 0, NULL);
 	int f = fl_stream_finish(s, NULL, err);
@@ -327,40 +297,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 		open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0)
 		return -errno;
-	return write_all(fd, data, len);
-}
-
-static int b64_decode(const char *s, char **ret, size_t *ret_len)
-{
-	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t n = strlen(s);
-	if (n % 4)
-		return -EINVAL;
-	_cleanup_free_ char *out = malloc(n / 4 * 3 + 1);
-	if (!out)
-		return -ENOMEM;
-	size_t o = 0;
-	unsigned acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '=') {
-			if (i + 2 < n)
-				return -EINVAL;
-			break;
-		}
-		const char *p = strchr(tbl, s[i]);
-		if (!p)
-			return -EINVAL;
-		acc = (acc << 6) | (unsigned)(p - tbl);
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	*ret_len = o;
-	*ret = TAKE_PTR(out);
-	return 0;
+	return fl_write_all(fd, data, len);
 }
 
 /* ---- ansible-playbook ---------------------------------------------------------- */
@@ -588,7 +525,7 @@ int fl_rehearse(FlEngine *e, const FlRehearsalSpec *spec, struct json_object **r
 			continue; /* missing blobs show up in the residual */
 		_cleanup_free_ char *data = NULL;
 		size_t dl;
-		if (b64_decode(b64, &data, &dl) < 0 || (r = write_file(dir, src, data, dl, 0600)) < 0)
+		if (fl_base64_decode(b64, &data, &dl) < 0 || (r = write_file(dir, src, data, dl, 0600)) < 0)
 			return fl_error_set(err, -EIO, "cannot write %s/%s", dir, src);
 	}
 	if ((r = keygen(dir, err)) < 0)

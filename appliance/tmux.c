@@ -27,6 +27,7 @@
 
 #include "cleanup.h"
 #include "engine-service.h"
+#include "fsutil.h"
 #include "tmux.h"
 
 FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
@@ -105,22 +106,6 @@ int fl_tmux_pane_target(const char *pane, char out[FL_TMUX_PANE_MAX + 8],
 	if (ret_session)
 		snprintf(ret_session, FL_TMUX_NAME_MAX + 1, "%s", sess);
 	return 0;
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = read(fd, (char *)buf + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return off ? -EPROTO : 0;
-		off += (size_t)n;
-	}
-	return 1;
 }
 
 void fl_tmux_result_clear(FlTmuxResult *r)
@@ -227,14 +212,14 @@ int fl_tmux_run(FlEngine *e, const char *sandbox_id, const char *const *args, si
 	char buf[16384];
 	for (;;) {
 		unsigned char hdr[5];
-		int k = read_full(fd, hdr, sizeof(hdr));
+		int k = fl_read_full(fd, hdr, sizeof(hdr));
 		if (k <= 0)
 			break;
 		uint32_t len = (uint32_t)hdr[1] | (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3] << 16 |
 			       (uint32_t)hdr[4] << 24;
 		while (len > 0) {
 			size_t n = len < sizeof(buf) ? len : sizeof(buf);
-			if (read_full(fd, buf, n) <= 0) {
+			if (fl_read_full(fd, buf, n) <= 0) {
 				len = UINT32_MAX;
 				break;
 			}

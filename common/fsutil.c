@@ -156,3 +156,34 @@ int fl_write_file_atomic(const char *path, const void *data, size_t len, mode_t 
 		fsync(dfd);
 	return 0;
 }
+
+int fl_read_full(int fd, void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return off ? -EPROTO : 0;
+		off += (size_t)n;
+	}
+	return 1;
+}
+
+int fl_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}

@@ -26,7 +26,7 @@ UNIT_TESTS += $(INSPECT_UNIT:%=$(B)/tests/unit/%)
 # The host half (appliance/diff.c) against a fake engine that runs the real
 # fluid-inspect on local trees or lies.
 $(B)/tests/unit/test-inspect-host: $(B)/asan/tests/unit/test-inspect-host.o \
-		$(B)/asan/appliance/diff.o | $(B)/fluid-inspect
+		$(B)/asan/appliance/diff.o $(B)/asan/common/fsutil.o | $(B)/fluid-inspect
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(INSPECT_CMOCKA) $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -lpthread
 UNIT_TESTS += $(if $(wildcard tests/unit/test-inspect-host.c),$(B)/tests/unit/test-inspect-host)
