@@ -4,7 +4,8 @@
  * of tasks written by API callers. Mapping and order in docs/ansible.md.
  *
  * DESIGN: one pass per diff section fills per-phase task arrays (groups,
- * users, packages, directories, files, symlinks, services, deletions),
+ * users, APT configuration, packages, directories, files, symlinks,
+ * services, deletions),
  * concatenated at the end. Each entry is validated on its own; an entry
  * that cannot be expressed safely (a path that is not UTF-8, a special
  * file, a password hash the diff never carries) is recorded in "skipped"
@@ -29,6 +30,7 @@ FL_DEFINE_CLEANUP(struct json_object *, json_object_put)
 enum {
 	PH_GROUPS,
 	PH_USERS,
+	PH_APT, /* APT's own configuration: sources and keys the packages come from */
 	PH_PACKAGES,
 	PH_DIRS,
 	PH_FILES,
@@ -199,6 +201,11 @@ static struct json_object *task_add(Gen *g, int phase, const char *module, const
 	char disp[400], name[512];
 	display(disp, sizeof(disp), arg ? arg : "");
 	snprintf(name, sizeof(name), fmt, disp);
+	/* a package may come from a source the sandbox added: /etc/apt
+	 * (sources, preferences, keys) is in place before the apt task */
+	if ((phase == PH_DIRS || phase == PH_FILES || phase == PH_LINKS) && arg &&
+	    !strncmp(arg, "/etc/apt/", 9))
+		phase = PH_APT;
 	struct json_object *t = json_object_new_object();
 	add_str(t, "name", name);
 	add_str(t, "module", module);
@@ -1270,6 +1277,13 @@ int fl_ansible_generate(struct json_object *diff, const FlAnsibleGenOptions *opt
 		files_removed(&g, fr);
 	services(&g, jget(diff, "services_changed"));
 	removals(&g, diff);
+	/* New APT sources must be read before installing from them: then the
+	 * cache is always updated, however fresh it is (an install reports
+	 * "changed" only for packages, so a rerun still changes nothing). */
+	if (json_object_array_length(g.phase[PH_APT]))
+		for (size_t i = 0; i < json_object_array_length(g.phase[PH_PACKAGES]); i++)
+			json_object_object_del(params_of(json_object_array_get_idx(g.phase[PH_PACKAGES], i)),
+					       "cache_valid_time");
 	if (g.units_removed) {
 		struct json_object *t = task_add(&g, PH_DELETE, "ansible.builtin.systemd",
 						 "Reload systemd units after removals%s", "");

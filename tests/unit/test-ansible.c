@@ -21,6 +21,7 @@
 #include <yaml.h>
 
 #include "ansible.h"
+#include "base64.h"
 
 static struct json_object *fixture(const char *name)
 {
@@ -390,6 +391,43 @@ static void test_order_and_kinds(void **state)
 	json_object_put(pb);
 }
 
+/* A package from a source the sandbox added: the source first, a fresh cache. */
+static void test_apt_sources_first(void **state)
+{
+	const char *src = "deb [trusted=yes] http://10.0.2.2:8000/ ./\n";
+	size_t n = strlen(src);
+	char *b64 = fl_base64_encode(src, n);
+	char json[2048];
+	snprintf(json, sizeof(json),
+		 "{\"files_added\": [{\"path\": \"/etc/apt/sources.list.d/local.list\", \"type\": \"file\","
+		 " \"mode\": \"0644\", \"owner\": \"root\", \"group\": \"root\", \"binary\": false,"
+		 " \"size\": %zu, \"sha256\": \"%064d\", \"content_b64\": \"%s\"},"
+		 " {\"path\": \"/etc/motd\", \"type\": \"file\", \"mode\": \"0644\", \"owner\": \"root\","
+		 " \"group\": \"root\", \"binary\": false, \"size\": 3, \"sha256\": \"%064d\","
+		 " \"content_b64\": \"aGkK\"}],"
+		 " \"packages_added\": [{\"name\": \"hello\", \"version\": \"2.10-3\"}]}",
+		 n, 0, b64, 0);
+	free(b64);
+	struct json_object *diff = json_tokener_parse(json), *pb = NULL;
+	assert_non_null(diff);
+	FlError err = {0};
+	assert_int_equal(fl_ansible_generate(diff, NULL, &pb, &err), 0);
+	int s, a, m;
+	assert_non_null(find(pb, "Write file /etc/apt/sources.list.d/local.list", &s));
+	struct json_object *t = find(pb, "Install packages", &a);
+	assert_non_null(find(pb, "Write file /etc/motd", &m));
+	assert_true(s < a && a < m);
+	assert_true(json_object_get_boolean(json_object_object_get(params(t), "update_cache")));
+	assert_null(json_object_object_get(params(t), "cache_valid_time"));
+	json_object_put(pb);
+	json_object_put(diff);
+	/* without new sources a fresh enough cache is kept */
+	pb = generate("full.json");
+	t = find(pb, "Install packages", NULL);
+	assert_int_equal(json_object_get_int(json_object_object_get(params(t), "cache_valid_time")), 86400);
+	json_object_put(pb);
+}
+
 static void test_hostile_names(void **state)
 {
 	struct json_object *pb = generate("hostile.json");
@@ -580,7 +618,8 @@ static void test_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_order_and_kinds), cmocka_unit_test(test_hostile_names),
+		cmocka_unit_test(test_order_and_kinds), cmocka_unit_test(test_apt_sources_first),
+		cmocka_unit_test(test_hostile_names),
 		cmocka_unit_test(test_yaml_text),	cmocka_unit_test(test_empty_and_truncated),
 		cmocka_unit_test(test_task_check),	cmocka_unit_test(test_names),
 	};
