@@ -3,8 +3,9 @@
 # The change pipeline as one job (POST /v1/sandboxes/{id}/changes, GET
 # /v1/changes/{id}) on debian-12 guests under TCG with a real PostgreSQL and
 # real ansible-playbook: diff -> playbook -> rehearsal on a fresh clone.
-#  1. an expressible session (user, group, config file, one-line edit,
-#     enabled unit, deletion, mode change, symlink): the job reports its
+#  1. an expressible session (a package from a local APT repository the
+#     host serves, user, group, config file, one-line edit, enabled unit,
+#     deletion, mode change, symlink): the job reports its
 #     stages, ends "verified" with an empty residual, both runs ok and the
 #     second one changed nothing; the playbook is stored; the clone is gone.
 #  2. a session with what the generator cannot express (a FIFO) and what it
@@ -25,9 +26,10 @@ T=$(mktemp -d /tmp/fluid-rehearsal-XXXXXX)
 chmod 0755 "$T"
 export FLUID_STATE_DIR=$T/state
 unset FLUID_CONFIG FLUID_LISTEN FLUID_ACCEL FLUID_URL FLUID_TOKEN FLUID_TOKEN_FILE DATABASE_URL FLUID_IMAGE_DIR
-spid=""
+spid="" rpid=""
 cleanup() {
 	[ -n "$spid" ] && kill -TERM "$spid" 2>/dev/null && wait "$spid" 2>/dev/null
+	[ -n "$rpid" ] && kill "$rpid" 2>/dev/null
 	for p in $(pgrep -f "qemu-system.*$T/state" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
 	"$PG" stop >/dev/null 2>&1
 	[ -n "${KEEP:-}" ] || rm -rf "$T"
@@ -40,6 +42,24 @@ bad() { echo "FAIL - $1"; fail=$((fail + 1)); }
 check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
 jtrue() { python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if eval(sys.argv[1], {"d": d}) else 1)' "$1"; }
 json() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval(sys.argv[1], {"d": d}))' "$1"; }
+
+# A local APT repository served from the host (guests see it at 10.0.2.2):
+# Debian's hello fetched with apt-get download, or a package built here
+# when the host's apt cannot download; no outside network for the guests.
+mkdir -p "$T/repo"
+if (cd "$T/repo" && apt-get download hello >/dev/null 2>&1) && ls "$T/repo"/hello_*.deb >/dev/null 2>&1; then
+	PKG=hello
+else
+	d=$T/debsrc; PKG=fluid-hello
+	mkdir -p $d/DEBIAN $d/usr/bin
+	printf 'Package: fluid-hello\nVersion: 1.2-3\nArchitecture: all\nMaintainer: fluid tests <t@example.invalid>\nDescription: test package\n' >$d/DEBIAN/control
+	printf '#!/bin/sh\necho hello\n' >$d/usr/bin/fluid-hello; chmod 755 $d/usr/bin/fluid-hello
+	dpkg-deb --root-owner-group -b $d "$T/repo/fluid-hello.deb" >/dev/null
+fi
+(cd "$T/repo" && dpkg-scanpackages -m . >Packages 2>/dev/null)
+RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server --bind 127.0.0.1 --directory "$T/repo" "$RPORT" >/dev/null 2>&1 &
+rpid=$!
 
 "$PG" start >/dev/null 2>&1 || { echo "cannot start PostgreSQL"; exit 1; }
 export DATABASE_URL=$("$PG" url)
@@ -110,6 +130,7 @@ expect "change: malformed id" 404 GET "/v1/changes/..%2Fserve"
 # ---- 1. an expressible session -------------------------------------------------------
 # "before" is the template's state: the rehearsal clone starts from it too
 must "snapshot before" 201 POST "/v1/sandboxes/$SID/snapshots" '{"name":"before"}'
+run "$SID" "echo 'deb [trusted=yes] http://10.0.2.2:$RPORT/ ./' > /etc/apt/sources.list && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PKG >/dev/null && dpkg -s $PKG >/dev/null"
 run "$SID" 'groupadd -g 2001 devs && useradd -m -u 2001 -g devs -s /bin/bash alice'
 run "$SID" "mkdir -p /etc/hello && printf 'greeting = hi\n' > /etc/hello/hello.conf && sed -i '1s/.*/Authorized use only/' /etc/issue.net && grep -qx 'Authorized use only' /etc/issue.net"
 run "$SID" "printf '#!/bin/sh\nexec sleep infinity\n' > /usr/local/bin/hello && chmod 0755 /usr/local/bin/hello && printf '[Unit]\nDescription=Hello\n\n[Service]\nExecStart=/usr/local/bin/hello\n\n[Install]\nWantedBy=multi-user.target\n' > /etc/systemd/system/hello.service && systemctl daemon-reload && systemctl enable --now hello.service"
@@ -123,6 +144,7 @@ check "change verified" jtrue 'd["change"]["state"]=="verified" and d["change"][
 	python3 -c 'import json,sys; c=json.load(sys.stdin)["change"]; print(json.dumps({k: c.get(k) for k in ("state","error","residual","rehearsal")}, indent=1)[:4000])' <"$T/change.json"
 check "two runs, the second changed nothing" jtrue 'len(d["change"]["rehearsal"]["runs"])==2 and d["change"]["rehearsal"]["runs"][1]["changed"]==0 and d["change"]["rehearsal"]["idempotent"] is True' <"$T/change.json"
 check "stages timed" jtrue 'all(k in d["change"]["stages_ms"] for k in ("diff","playbook","rehearsal","total"))' <"$T/change.json"
+check "the playbook installs $PKG after writing the APT source" jtrue "(lambda t: [i for i,x in enumerate(t) if x['name'].startswith('Write file /etc/apt/sources.list') or x['name'].startswith('Set one line in /etc/apt/sources.list')][0] < [i for i,x in enumerate(t) if x['module']=='ansible.builtin.apt'][0] and any('$PKG=' in n for x in t if x['module']=='ansible.builtin.apt' for n in x['params']['name']))(d['tasks'])" < <(code GET "/v1/ansible/playbooks/sandbox-$SID" >/dev/null; cat "$T/body")
 check "diff and playbook recorded" jtrue 'd["change"]["diff_id"].startswith("dif_") and d["change"]["playbook"].startswith("sandbox-")' <"$T/change.json"
 expect "the playbook is stored" 200 GET "/v1/ansible/playbooks/sandbox-$SID"
 CLONE=$(json 'd["change"]["rehearsal"]["clone_id"]' <"$T/change.json")
