@@ -83,6 +83,8 @@ test('commands: run one from the UI, history shows output and exit code', async 
 	const page = await t.page();
 	await signIn(page, env.admin);
 	await page.goto(`${env.url}/#/sandboxes/${t.shared.sandbox}/commands`);
+	const pol = page.locator('dl.facts > div', { hasText: 'Policy' });
+	await until(async () => /default \(default\)/.test(await pol.innerText()), 'the effective policy is shown');
 	const word = `hist-${uniq()}`;
 	await page.getByLabel(/Run a command/).fill(`echo ${word}; echo oops >&2; exit 3`);
 	await page.getByRole('button', { name: 'Run', exact: true }).click();

@@ -277,7 +277,7 @@ expect "cpu out of range" 400 "field 'cpu' must be in 1..8" POST /v1/sandboxes '
 expect "missing agent_id (fluid.sh shape)" 400 "missing field 'agent_id'" POST /v1/sandboxes '{"source_vm_name":"tiny"}'
 expect "image name traversal" 400 "invalid image name '../etc'" POST /v1/sandboxes '{"base_image":"../etc"}'
 expect "unknown image" 404 "unknown base image 'nope' (see GET /v1/vms)" POST /v1/sandboxes '{"base_image":"nope"}'
-expect "bad network" 400 'network must be "nat" or "none"' POST /v1/sandboxes '{"base_image":"tiny","network":"bridge"}'
+expect "bad network" 400 'network must be "nat", "none", "allowlist" or "tap"' POST /v1/sandboxes '{"base_image":"tiny","network":"bridge"}'
 expect "half a branch" 400 "branching needs both from_sandbox and from_snapshot" POST /v1/sandboxes "{\"from_sandbox\":\"$SB\"}"
 expect "branch from unknown snapshot" 404 "sandbox $SB has no snapshot 'zz'" POST /v1/sandboxes "{\"from_sandbox\":\"$SB\",\"from_snapshot\":\"zz\"}"
 expect "duplicate vm_name" 409 "a sandbox named 'api-one' exists" POST /v1/sandboxes '{"base_image":"tiny","vm_name":"api-one"}'

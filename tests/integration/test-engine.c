@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "vm.h"
 
 static char state_dir[256];
 static char image_dir[512];
@@ -888,7 +889,7 @@ static void test_template_gc(void **state)
 	FlError err = {0};
 	assert_int_equal(fl_engine_new(&c, &e2, &err), 0);
 	assert_int_equal(fl_engine_prepare_template(e2, "tiny", 0, 0, &err), 0);
-	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-aaaa00000000-256m-1c-tcg-d2", sd);
+	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-aaaa00000000-256m-1c-tcg-d%d", sd, FL_DEVICE_SET);
 	assert_int_equal(access(tdir, F_OK), 0);
 	fl_engine_free(e2);
 
@@ -897,7 +898,7 @@ static void test_template_gc(void **state)
 	assert_int_equal(fl_engine_new(&c, &e2, &err), 0);
 	assert_int_equal(access(tdir, F_OK), -1); /* old template gone */
 	assert_int_equal(fl_engine_prepare_template(e2, "tiny", 0, 0, &err), 0);
-	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-bbbb00000000-256m-1c-tcg-d2", sd);
+	snprintf(tdir, sizeof(tdir), "%s/templates/tiny-bbbb00000000-256m-1c-tcg-d%d", sd, FL_DEVICE_SET);
 	assert_int_equal(access(tdir, F_OK), 0);
 	fl_engine_free(e2);
 	/* only the new base and template layers remain */

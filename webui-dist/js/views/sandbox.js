@@ -128,7 +128,9 @@ function header(ctx, rerender) {
 			fact('Network', `${sb.network || '—'}${sb.ip_address ? ` · ${sb.ip_address}` : ''}`),
 			fact('Age', h('span', { title: fmtTime(sb.created_at) }, fmtAge(sb.created_at))),
 			fact('TTL', sb.state === 'DESTROYED' ? '—' : ttlLeft(sb)),
-			fact('Head', sb.head || '—')),
+			fact('Head', sb.head || '—'),
+			fact('Policy', sb.policy ? h('span', { title: `assigned by: ${sb.policy.source}` },
+				`${sb.policy.name} (${sb.policy.source})`) : '—')),
 	];
 }
 
