@@ -280,6 +280,6 @@ int main(int argc, char **argv)
 	fl_engine_free(E);
 	char cmd[300];
 	/* pool entries outlive the engine by design (VMs outlive the daemon) */
-	snprintf(cmd, sizeof(cmd), "pkill -9 -f 'qemu-system.*%s'; rm -rf %s", state_dir, state_dir);
+	snprintf(cmd, sizeof(cmd), "pkill -9 -f '[q]emu-system.*%s'; rm -rf %s", state_dir, state_dir);
 	return system(cmd) == 0 ? 0 : 1;
 }

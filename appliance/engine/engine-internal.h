@@ -165,11 +165,6 @@ typedef struct Image {
 	char cmdline[1024];
 	char inputs_hash[80];
 	unsigned memory_mb;
-	/* TCG translation buffer for this image's VMs (image.json
-	 * "tcg_tb_size_mb"; 0 = the engine's). Every page of it a clone
-	 * touches is private to that clone: a small guest's code fits in a
-	 * small buffer, and idle clones then cost that much less. */
-	unsigned tb_size_mb;
 	/* Late-root images: the agent starts before the root filesystem is
 	 * mounted and mounts it on request ("root" op), so the template's RAM
 	 * holds no state of any disk and combines with every layer. */

@@ -72,9 +72,6 @@ int image_load(FlEngine *e, const char *name, Image *img, FlError *err)
 	if (json_str(o, "root_fstype", img->root_fstype, sizeof(img->root_fstype)) < 0)
 		snprintf(img->root_fstype, sizeof(img->root_fstype), "ext4");
 	img->memory_mb = json_object_object_get_ex(o, "memory_mb", &m) ? (unsigned)json_object_get_int(m) : 256;
-	img->tb_size_mb = json_object_object_get_ex(o, "tcg_tb_size_mb", &m) ? (unsigned)json_object_get_int(m) : 0;
-	if (img->tb_size_mb > 2048)
-		img->tb_size_mb = 0;
 	if (img->memory_mb < 64 || img->memory_mb > 65536)
 		img->memory_mb = 256;
 	snprintf(img->kernel, sizeof(img->kernel), "%s/vmlinuz", img->dir);
@@ -212,7 +209,7 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 		.tap_fd = -1,
 		.run_dir = build, .accel = e->cfg.accel, .vcpus = t->vcpus, .memory_mb = t->memory_mb,
 		.kernel = img->kernel, .initrd = img->initrd, .cmdline = img->cmdline, .disk = disk,
-		.ram_path = ram, .ram_shared = true, .boot = FL_BOOT_COLD, .tb_size_mb = img->tb_size_mb ? img->tb_size_mb : e->cfg.tb_size_mb,
+		.ram_path = ram, .ram_shared = true, .boot = FL_BOOT_COLD, .tb_size_mb = e->cfg.tb_size_mb,
 	};
 	FlVm vm;
 	r = fl_vm_spawn(&spec, &vm, err);

@@ -360,7 +360,7 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		.ram_path = ram[0] ? ram : NULL, .ram_shared = false,
 		.boot = kind == BOOT_COLD ? FL_BOOT_COLD : FL_BOOT_INCOMING,
 		.incoming_path = statef[0] ? statef : NULL,
-		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = img.tb_size_mb ? img.tb_size_mb : e->cfg.tb_size_mb,
+		.net_none = !strcmp(sb->network, "none"), .tb_size_mb = e->cfg.tb_size_mb,
 		.ssh_port = tap ? 0 : free_port(),
 	};
 	sb->ssh_port = spec.ssh_port;

@@ -132,5 +132,5 @@ recipe_build() {
 	raw_to_qcow2 "$raw" "$out/disk.qcow2"
 	rm -rf "$stage"
 	write_image_json "$out" tiny "$TINY_CMDLINE" "$TINY_MEMORY_MB" "$hash" \
-		"\"kernel\": $(json_str "$kver"), \"kernel_format\": \"$kfmt\", \"late_root\": true, \"tcg_tb_size_mb\": 12, \"base\": \"busybox $(dpkg-query -W -f='${Version}' busybox-static)\""
+		"\"kernel\": $(json_str "$kver"), \"kernel_format\": \"$kfmt\", \"late_root\": true, \"base\": \"busybox $(dpkg-query -W -f='${Version}' busybox-static)\""
 }
