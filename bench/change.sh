@@ -65,7 +65,7 @@ run() {
 SID=$(api POST /v1/sandboxes '{"base_image":"debian-12","agent_id":"bench"}' | jget 'd["sandbox"]["id"]') || exit 1
 api POST "/v1/sandboxes/$SID/snapshots" '{"name":"before"}' >/dev/null || exit 1
 run "$SID" 'groupadd -g 2001 devs && useradd -m -u 2001 -g devs -s /bin/bash alice'
-run "$SID" 'mkdir -p /opt/bench && for i in $(seq 1 200); do printf "file %s\nline two\n" $i > /opt/bench/f$i.conf; done'
+run "$SID" 'mkdir -p /opt/bench && for i in $(seq 1 20); do printf "file %s\nline two\n" $i > /opt/bench/f$i.conf; done'
 run "$SID" "sed -i '1s/.*/Authorized use only/' /etc/issue.net"
 run "$SID" "printf '[Unit]\nDescription=B\n\n[Service]\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n' > /etc/systemd/system/bench.service && systemctl daemon-reload && systemctl enable bench.service && sync"
 api POST "/v1/sandboxes/$SID/snapshots" '{"name":"after"}' >/dev/null || exit 1
