@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # change_pipeline: the change job end to end through the API on debian-12
 # (TCG, private PostgreSQL): a session that adds a user and a group, writes
-# ~200 files, edits a config line and enables a unit; then POST
+# 20 files, edits a config line and enables a unit; then POST
 # /v1/sandboxes/{id}/changes (trusted diff -> playbook -> rehearsal on a
 # fresh clone) and the job's own stage timings. Prints
 #   change_pipeline            total, with {"stages": {...}, "state", "files"}
