@@ -121,6 +121,8 @@ static void engine_metrics(Buf *b, FlApp *app)
 	out(b, "fluid_warm_pool_size %" PRId64 "\n", pool);
 	metric_head(b, "fluid_warm_pool_target", "gauge", "Warm clones kept per image and shape");
 	out(b, "fluid_warm_pool_target %" PRId64 "\n", jint(st, "pool_size", 0));
+	metric_head(b, "fluid_standbys", "gauge", "Standby VMs ready for disk restores");
+	out(b, "fluid_standbys %" PRId64 "\n", jint(st, "standbys", 0));
 
 	json_object_put(st);
 }

@@ -95,6 +95,7 @@ typedef struct PoolKey {
 	char image[FL_NAME_MAX + 1];
 	char network[16];
 	unsigned memory_mb, vcpus;
+	bool standby;                  /* keeps standbys (engine.c) */
 	unsigned building;
 	int64_t retry_at;              /* after a failed build: back off */
 } PoolKey;
@@ -151,10 +152,12 @@ int ea_stream_finish(FlStream *st, FlEngine **ret_e, Sandbox **ret_sb, struct js
 		     FlError *err);
 
 /* engine-template.c */
+/* A template's files in dir: ram and state (pre-root for late-root
+ * images), plus ram-rooted and state-rooted when rooted. */
 typedef struct Template {
 	char dir[600];
-	char ram[700], state[700];
 	char layer[IMG_ID_SIZE];
+	bool rooted;
 	unsigned memory_mb, vcpus;
 } Template;
 

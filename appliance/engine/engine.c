@@ -60,7 +60,8 @@ static Sandbox *sb_alloc(void)
 	return sb;
 }
 
-/* Warm-pool entries (and entries being claimed) are not sandboxes yet. */
+/* Warm-pool entries and standbys (and entries being claimed) are not
+ * sandboxes yet. */
 static bool sb_hidden(const Sandbox *sb)
 {
 	return !strcmp(sb->pending, "pool");
@@ -306,7 +307,11 @@ static void suspend_path(const Sandbox *sb, char *buf, size_t len)
 	snprintf(buf, len, "%s/suspend.state", sb->dir);
 }
 
-typedef enum BootKind { BOOT_COLD, BOOT_TEMPLATE, BOOT_STATE } BootKind;
+/* BOOT_TEMPLATE: the template's (pre-root) state, then the root is
+ * mounted; BOOT_STANDBY: the same without the root (a standby, below);
+ * BOOT_ROOTED: a late-root template's rooted state, on an overlay of the
+ * template's own layer. */
+typedef enum BootKind { BOOT_COLD, BOOT_TEMPLATE, BOOT_STANDBY, BOOT_ROOTED, BOOT_STATE } BootKind;
 
 /* Late-root images: asks the agent to mount and enter the root disk. A
  * no-op for a guest that is already in it (resumed from saved RAM). */
@@ -327,6 +332,12 @@ static int enter_root(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
  */
 static int tap_lease(FlEngine *e, Sandbox *sb, FlError *err);
 
+static FlCgroupLimits vm_limits(const Sandbox *sb)
+{
+	/* QEMU's own overhead (TCG buffer, devices, page tables) on top of RAM */
+	return (FlCgroupLimits){.memory_mb = sb->memory_mb + 384, .vcpus = sb->vcpus, .pids = 512};
+}
+
 static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_file, FlError *err)
 {
 	Image img;
@@ -343,9 +354,10 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 	if (r < 0)
 		return fl_error_prefix(err, "sandbox %s disk is unusable", sb->id);
 	char ram[700] = "", statef[800] = "";
-	if (kind == BOOT_TEMPLATE) {
-		snprintf(ram, sizeof(ram), "%s/ram", sb->template_dir);
-		snprintf(statef, sizeof(statef), "%s/state", sb->template_dir);
+	if (kind == BOOT_TEMPLATE || kind == BOOT_STANDBY || kind == BOOT_ROOTED) {
+		const char *sfx = kind == BOOT_ROOTED ? "-rooted" : "";
+		snprintf(ram, sizeof(ram), "%s/ram%s", sb->template_dir, sfx);
+		snprintf(statef, sizeof(statef), "%s/state%s", sb->template_dir, sfx);
 	} else if (kind == BOOT_STATE) {
 		snprintf(statef, sizeof(statef), "%s", state_file);
 	}
@@ -369,8 +381,7 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 	r = fl_vm_spawn(&spec, &sb->vm, err);
 	if (r < 0)
 		return r;
-	/* QEMU's own overhead (TCG buffer, devices, page tables) on top of RAM */
-	FlCgroupLimits lim = {.memory_mb = sb->memory_mb + 384, .vcpus = sb->vcpus, .pids = 512};
+	FlCgroupLimits lim = vm_limits(sb);
 	r = fl_cgroup_add(sb->id, sb->vm.pid, &lim, err);
 	if (r < 0) {
 		vm_stop(e, sb);
@@ -408,7 +419,8 @@ static int vm_boot(FlEngine *e, Sandbox *sb, BootKind kind, const char *state_fi
 		vm_stop(e, sb);
 		return r;
 	}
-	r = enter_root(e, sb, &img, err);
+	if (kind != BOOT_ROOTED && kind != BOOT_STANDBY)
+		r = enter_root(e, sb, &img, err);
 	fl_trace("root", &t);
 	if (r >= 0 && tap)
 		r = tap_lease(e, sb, err);
@@ -550,7 +562,8 @@ static void created(FlEngine *e, Sandbox *sb, SbState st, struct json_object **r
 	sb_release(e, sb);
 }
 
-static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, char *out);
+static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, bool standby,
+		     char *out);
 
 /* A guest resumed from saved RAM believes it is still the moment of the
  * save: give it the wall clock (monotonic time simply continues). */
@@ -626,7 +639,9 @@ static int branch_source(FlEngine *e, const FlSandboxSpec *s, BranchSrc *src, Fl
 	return 0;
 }
 
-typedef enum CreateKind { CREATE_SANDBOX, CREATE_POOL, CREATE_INSPECTOR } CreateKind;
+typedef enum CreateKind { CREATE_SANDBOX, CREATE_POOL, CREATE_STANDBY, CREATE_INSPECTOR } CreateKind;
+
+static int standby_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err);
 
 static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, struct json_object **ret,
 			  FlError *err)
@@ -648,8 +663,8 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 	if (!sb)
 		return fl_error_set(err, -ENOMEM, "out of memory");
 	fl_random_hex(sb->id, FL_ID_LEN);
-	if (ck == CREATE_POOL)
-		snprintf(sb->name, sizeof(sb->name), "pool-%.8s", sb->id);
+	if (ck == CREATE_POOL || ck == CREATE_STANDBY)
+		snprintf(sb->name, sizeof(sb->name), "%s-%.8s", ck == CREATE_POOL ? "pool" : "standby", sb->id);
 	else if (ck == CREATE_INSPECTOR)
 		snprintf(sb->name, sizeof(sb->name), "insp-%.8s", sb->id);
 	else if (s->name)
@@ -722,7 +737,7 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 		memcpy(parent, t.layer, IMG_ID_SIZE);
 		snprintf(sb->boot, sizeof(sb->boot), "clone");
 		snprintf(sb->template_dir, sizeof(sb->template_dir), "%s", t.dir);
-		kind = BOOT_TEMPLATE;
+		kind = ck == CREATE_STANDBY ? BOOT_STANDBY : t.rooted ? BOOT_ROOTED : BOOT_TEMPLATE;
 	}
 
 	uint64_t tr = 0;
@@ -732,9 +747,10 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 		fl_error_set(err, r, "mkdir %s: %s", sb->dir, strerror(-r));
 		goto fail;
 	}
-	snprintf(sb->pending, sizeof(sb->pending), "%s", ck == CREATE_POOL ? "pool" : ck == CREATE_INSPECTOR ? "inspector" : "create");
-	if (ck == CREATE_POOL)
-		pool_key(s->base_image, sb->memory_mb, sb->vcpus, sb->network, sb->pool_key);
+	snprintf(sb->pending, sizeof(sb->pending), "%s",
+		 ck == CREATE_POOL || ck == CREATE_STANDBY ? "pool" : ck == CREATE_INSPECTOR ? "inspector" : "create");
+	if (ck == CREATE_POOL || ck == CREATE_STANDBY)
+		pool_key(s->base_image, sb->memory_mb, sb->vcpus, sb->network, ck == CREATE_STANDBY, sb->pool_key);
 	r = sb_commit(e, sb, err);
 	if (r < 0)
 		goto fail;
@@ -752,7 +768,7 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 		if (r < 0)
 			goto fail;
 		fl_trace("boot", &tr);
-		if (kind != BOOT_COLD) {
+		if (kind != BOOT_COLD && kind != BOOT_STANDBY) {
 			if (kind == BOOT_STATE)
 				ea_call(e, sb, "fsthaw", NULL, FREEZE_TIMEOUT_MS, NULL, NULL);
 			r = refresh_identity(e, sb, err);
@@ -765,6 +781,14 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 		sb_set_state(e, sb, SB_RUNNING);
 		if (ret)
 			*ret = sb_json(e, sb);
+		sb_release(e, sb);
+		return 0;
+	}
+	if (ck == CREATE_STANDBY) {
+		r = standby_warm(e, sb, &img, err);
+		if (r < 0)
+			goto fail;
+		sb_set_state(e, sb, SB_RUNNING);
 		sb_release(e, sb);
 		return 0;
 	}
@@ -806,16 +830,19 @@ fail:
  * background. Entries are hidden from lists and limits, recorded with
  * pending "pool", and destroyed at start-up like an unfinished create.
  */
-static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, char *out)
+static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, bool standby,
+		     char *out)
 {
-	snprintf(out, 160, "%s/%um/%uc/%s", image, mem, vcpus, net);
+	snprintf(out, 160, "%s%s/%um/%uc/%s", standby ? "standby:" : "", image, mem, vcpus, net);
 }
 
-/* Registers demand for a kind of sandbox; caller holds e->lock. */
-static void pool_want(FlEngine *e, const char *image, unsigned mem, unsigned vcpus, const char *net)
+/* Registers demand for a kind of sandbox (or of standby); caller holds
+ * e->lock. */
+static void pool_want(FlEngine *e, const char *image, unsigned mem, unsigned vcpus, const char *net,
+		      bool standby)
 {
 	char key[160];
-	pool_key(image, mem, vcpus, net, key);
+	pool_key(image, mem, vcpus, net, standby, key);
 	for (size_t i = 0; i < e->n_pool; i++)
 		if (!strcmp(e->pool[i].key, key))
 			return;
@@ -828,6 +855,7 @@ static void pool_want(FlEngine *e, const char *image, unsigned mem, unsigned vcp
 	snprintf(k->network, sizeof(k->network), "%s", net);
 	k->memory_mb = mem;
 	k->vcpus = vcpus;
+	k->standby = standby;
 	pthread_cond_broadcast(&e->pool_cond);
 }
 
@@ -849,7 +877,8 @@ static void *pool_main(void *arg)
 		int64_t now = fl_unix_now();
 		for (size_t i = 0; i < e->n_pool && !want; i++) {
 			PoolKey *k = &e->pool[i];
-			if (k->retry_at <= now && pool_count(e, k->key) + k->building < e->cfg.pool_size)
+			unsigned want_n = k->standby ? 1 : e->cfg.pool_size; /* restores are rarer */
+			if (k->retry_at <= now && pool_count(e, k->key) + k->building < want_n)
 				want = k;
 		}
 		if (!want) {
@@ -861,7 +890,7 @@ static void *pool_main(void *arg)
 		FlSandboxSpec s = {.base_image = want->image, .memory_mb = want->memory_mb,
 				   .vcpus = want->vcpus, .network = want->network};
 		pthread_mutex_unlock(&e->lock);
-		int r = create_sandbox(e, &s, CREATE_POOL, NULL, NULL);
+		int r = create_sandbox(e, &s, want->standby ? CREATE_STANDBY : CREATE_POOL, NULL, NULL);
 		pthread_mutex_lock(&e->lock);
 		want->building--;
 		if (r < 0)
@@ -871,15 +900,21 @@ static void *pool_main(void *arg)
 	return NULL;
 }
 
+/* A ready entry of the pool with this key, or NULL; caller holds e->lock. */
+static Sandbox *pool_find(FlEngine *e, const char *key)
+{
+	for (size_t i = 0; i < e->n_sbs; i++)
+		if (sb_hidden(e->sbs[i]) && e->sbs[i]->state == SB_RUNNING && !strcmp(e->sbs[i]->pool_key, key))
+			return e->sbs[i];
+	return NULL;
+}
+
 /* Claims a warm clone for spec. -ENOENT: none ready (the caller clones). */
 static int pool_claim(FlEngine *e, const FlSandboxSpec *s, const char *key, struct json_object **ret,
 		      FlError *err)
 {
 	pthread_mutex_lock(&e->lock);
-	Sandbox *sb = NULL;
-	for (size_t i = 0; i < e->n_sbs && !sb; i++)
-		if (sb_hidden(e->sbs[i]) && e->sbs[i]->state == SB_RUNNING && !strcmp(e->sbs[i]->pool_key, key))
-			sb = e->sbs[i];
+	Sandbox *sb = pool_find(e, key);
 	if (!sb) {
 		pthread_mutex_unlock(&e->lock);
 		return -ENOENT;
@@ -916,6 +951,185 @@ static int pool_claim(FlEngine *e, const FlSandboxSpec *s, const char *key, stru
 	return 0;
 }
 
+/*
+ * Standbys. A restore or start of a late-root sandbox on a disk (no saved
+ * RAM) needs a VM resumed from the template's pre-root state with that disk
+ * mounted. Spawning one costs QEMU's start, the incoming migration and the
+ * agent's hello, and then the root mount and the first exec run through
+ * freshly translated code: 450-650 ms under TCG. A standby is such a VM
+ * made in the background by the pool thread (one per kind, once a restore
+ * of that kind asked for it) and warmed by mounting its throwaway disk,
+ * running a program from it and unmounting it again. Taking it for sb:
+ * the standby's disk moves onto sb's new active layer (QMP: the new overlay
+ * goes on top of the old disk, is reopened onto its real backing layer,
+ * and the old disk is deleted), its run files move into sb's directory and
+ * its process into sb's cgroup, and the agent mounts sb's root.
+ */
+static int standby_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
+{
+	if (strspn(img->root_device, "/abcdefghijklmnopqrstuvwxyz0123456789") != strlen(img->root_device) ||
+	    strspn(img->root_fstype, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(img->root_fstype))
+		return fl_error_set(err, -EINVAL, "image %s: bad root_device or root_fstype", img->name);
+	char script[1024];
+	snprintf(script, sizeof(script),
+		 "set -e; r=/newroot; mount -t %s %s $r; mount -t proc proc $r/proc; "
+		 "mount -t sysfs sysfs $r/sys; mount -o bind /dev $r/dev; mount -t tmpfs tmpfs $r/tmp; "
+		 "busybox chroot $r /bin/true; read -r h <$r/etc/hostname || true; "
+		 "umount $r/tmp $r/dev $r/sys $r/proc; umount $r",
+		 img->root_fstype, img->root_device);
+	FlExecSpec xs = {.shell = script, .timeout_ms = 60000};
+	FlExecResult xr;
+	int r = ea_exec(e, sb, &xs, NULL, NULL, &xr, err);
+	if (r >= 0 && xr.exit_code != 0)
+		r = fl_error_set(err, -EIO, "standby warm-up failed (exit %d)", xr.exit_code);
+	return r;
+}
+
+static struct json_object *qcow2_node(const char *name, const char *path, bool read_only)
+{
+	struct json_object *a = json_object_new_object(), *file = json_object_new_object();
+	json_object_object_add(a, "driver", json_object_new_string("qcow2"));
+	json_object_object_add(a, "node-name", json_object_new_string(name));
+	json_object_object_add(a, "read-only", json_object_new_boolean(read_only));
+	json_object_object_add(file, "driver", json_object_new_string("file"));
+	json_object_object_add(file, "filename", json_object_new_string(path));
+	json_object_object_add(a, "file", file);
+	return a;
+}
+
+/* Moves the standby x's disk onto sb's active layer, an overlay of backing. */
+static int standby_disk(FlEngine *e, Sandbox *x, Sandbox *sb, const char *backing, FlError *err)
+{
+	char path[IMG_PATH_MAX], bpath[IMG_PATH_MAX], node[24], fnode[24], bnode[24];
+	int r = layer_path(e, sb->active, path, sizeof(path), err);
+	if (r >= 0)
+		r = layer_path(e, backing, bpath, sizeof(bpath), err);
+	if (r < 0)
+		return r;
+	snprintf(node, sizeof(node), "l%.16s", sb->active);
+	snprintf(fnode, sizeof(fnode), "f%.16s", sb->active);
+	snprintf(bnode, sizeof(bnode), "b%.16s", backing);
+	_cleanup_(qmp_client_freep) QmpClient *c = NULL;
+	r = qmp_connect_sync(x->vm.qmp_path, 5000, &c, err);
+	if (r < 0)
+		return r;
+	r = qmp_call_sync(c, "blockdev-add", qcow2_node(bnode, bpath, true), -1, 10000, NULL, err);
+	if (r < 0)
+		return r;
+	/* the overlay without its backing: blockdev-snapshot wants it so */
+	struct json_object *a = qcow2_node(node, path, false), *file, *cache = json_object_new_object();
+	json_object_object_get_ex(a, "file", &file);
+	json_object_object_add(file, "node-name", json_object_new_string(fnode));
+	json_object_object_add(file, "aio", json_object_new_string("threads"));
+	json_object_object_add(cache, "no-flush", json_object_new_boolean(1));
+	json_object_object_add(a, "cache", cache);
+	json_object_object_add(a, "backing", NULL);
+	r = qmp_call_sync(c, "blockdev-add", json_object_get(a), -1, 10000, NULL, err);
+	if (r < 0) {
+		json_object_put(a);
+		return r;
+	}
+	struct json_object *sn = json_object_new_object();
+	json_object_object_add(sn, "node", json_object_new_string("disk0"));
+	json_object_object_add(sn, "overlay", json_object_new_string(node));
+	r = qmp_call_sync(c, "blockdev-snapshot", sn, -1, 10000, NULL, err);
+	if (r < 0) {
+		json_object_put(a);
+		return r;
+	}
+	json_object_object_add(a, "file", json_object_new_string(fnode));
+	json_object_object_add(a, "backing", json_object_new_string(bnode));
+	json_object_object_del(a, "read-only");
+	struct json_object *opts = json_object_new_array(), *ro = json_object_new_object();
+	json_object_array_add(opts, a);
+	json_object_object_add(ro, "options", opts);
+	r = qmp_call_sync(c, "blockdev-reopen", ro, -1, 10000, NULL, err);
+	if (r < 0)
+		return r;
+	struct json_object *del = json_object_new_object();
+	json_object_object_add(del, "node-name", json_object_new_string("disk0"));
+	return qmp_call_sync(c, "blockdev-del", del, -1, 10000, NULL, err);
+}
+
+/*
+ * Boots sb on its active layer (an overlay of backing) from a standby.
+ * -ENOENT: no standby ready (the caller boots as usual); any other error
+ * leaves sb without a VM.
+ */
+static int standby_boot(FlEngine *e, Sandbox *sb, const char *backing, FlError *err)
+{
+	if (!e->cfg.pool_size || (strcmp(sb->network, "nat") && strcmp(sb->network, "none")))
+		return -ENOENT;
+	char key[160];
+	pool_key(sb->base_image, sb->memory_mb, sb->vcpus, sb->network, true, key);
+	pthread_mutex_lock(&e->lock);
+	pool_want(e, sb->base_image, sb->memory_mb, sb->vcpus, sb->network, true);
+	Sandbox *x = pool_find(e, key);
+	if (x) {
+		x->pool_key[0] = 0; /* no longer claimable */
+		x->refs++;
+		pthread_cond_broadcast(&e->pool_cond); /* refill */
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (!x)
+		return -ENOENT;
+	pthread_mutex_lock(&x->op_lock);
+	uint64_t t = 0;
+	fl_trace("standby", &t);
+	int r = vm_alive(x) ? standby_disk(e, x, sb, backing, NULL) : -ESRCH;
+	fl_trace("standby disk", &t);
+	if (r < 0) { /* nothing of sb's changed yet */
+		destroy_locked(e, x);
+		sb_release(e, x);
+		return -ENOENT;
+	}
+	ea_disconnect(e, x);
+	const char *const files[] = {"qmp.sock", "agent.sock", "console.log", "qemu.log", "qemu.pid"};
+	for (size_t i = 0; i < FL_ARRAY_SIZE(files); i++) {
+		char from[700], to[700];
+		snprintf(from, sizeof(from), "%s/%s", x->dir, files[i]);
+		snprintf(to, sizeof(to), "%s/%s", sb->dir, files[i]);
+		if (rename(from, to) < 0 && !r)
+			r = fl_error_set(err, -errno, "move %s: %m", from);
+	}
+	pthread_mutex_lock(&e->lock);
+	sb->vm = x->vm;
+	snprintf(sb->vm.qmp_path, sizeof(sb->vm.qmp_path), "%s/qmp.sock", sb->dir);
+	snprintf(sb->vm.agent_path, sizeof(sb->vm.agent_path), "%s/agent.sock", sb->dir);
+	snprintf(sb->vm.console_path, sizeof(sb->vm.console_path), "%s/console.log", sb->dir);
+	sb->pid = sb->vm.pid;
+	sb->ssh_port = x->ssh_port;
+	x->vm.pidfd = -1;
+	x->vm.pid = x->pid = 0;
+	pthread_mutex_unlock(&e->lock);
+	FlCgroupLimits lim = vm_limits(sb);
+	if (r >= 0)
+		r = fl_cgroup_add(sb->id, sb->vm.pid, &lim, err);
+	destroy_locked(e, x); /* its cgroup, old disk, directory and record */
+	sb_release(e, x);
+	if (r >= 0)
+		r = ea_connect(e, sb, AGENT_CLONE_TIMEOUT_MS, err);
+	fl_trace("standby moved", &t);
+	Image img;
+	if (r >= 0)
+		r = image_load(e, sb->base_image, &img, err);
+	if (r >= 0)
+		r = enter_root(e, sb, &img, err);
+	fl_trace("root", &t);
+	if (r < 0)
+		vm_stop(e, sb);
+	return r;
+}
+
+/* Boots sb on its active layer, an overlay of backing: from a standby when
+ * one is ready, else as disk_boot() says. */
+static int boot_disk(FlEngine *e, Sandbox *sb, const char *backing, BootKind *ret_kind, FlError *err)
+{
+	*ret_kind = disk_boot(e, sb);
+	int r = *ret_kind == BOOT_TEMPLATE ? standby_boot(e, sb, backing, err) : -ENOENT;
+	return r == -ENOENT ? vm_boot(e, sb, *ret_kind, NULL, err) : r;
+}
+
 int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **ret, FlError *err)
 {
 	int r = validate_spec(e, s, err);
@@ -933,9 +1147,9 @@ int fl_engine_create(FlEngine *e, const FlSandboxSpec *s, struct json_object **r
 		unsigned mem = s->memory_mb ? s->memory_mb : e->cfg.default_memory_mb ? e->cfg.default_memory_mb : img.memory_mb;
 		const char *net = s->network ? s->network : "nat";
 		char key[160];
-		pool_key(img.name, mem, vcpus, net, key);
+		pool_key(img.name, mem, vcpus, net, false, key);
 		pthread_mutex_lock(&e->lock);
-		pool_want(e, img.name, mem, vcpus, net);
+		pool_want(e, img.name, mem, vcpus, net, false);
 		pthread_mutex_unlock(&e->lock);
 		r = pool_claim(e, s, key, ret, err);
 		if (r != -ENOENT)
@@ -1428,11 +1642,14 @@ static int restore_locked(FlEngine *e, Sandbox *sb, Snapshot *sn, FlError *err)
 	if (r < 0)
 		goto fail;
 	sb_set_state(e, sb, SB_STARTING);
-	char statef[800] = "";
-	if (sn->memory)
+	BootKind kind = BOOT_STATE;
+	if (sn->memory) {
+		char statef[800];
 		state_path(e, sn->layer, statef, sizeof(statef));
-	BootKind kind = sn->memory ? BOOT_STATE : disk_boot(e, sb);
-	r = vm_boot(e, sb, kind, statef, err);
+		r = vm_boot(e, sb, kind, statef, err);
+	} else {
+		r = boot_disk(e, sb, sn->layer, &kind, err);
+	}
 	if (r < 0)
 		goto fail;
 	if (sn->memory)
@@ -1679,16 +1896,21 @@ int fl_engine_inspector_close(FlEngine *e, const char *inspector_id, FlError *er
 struct json_object *fl_engine_status(FlEngine *e)
 {
 	struct json_object *o = json_object_new_object();
-	unsigned counts[SB_ERROR + 1] = {0}, pooled = 0;
+	unsigned counts[SB_ERROR + 1] = {0}, pooled = 0, standbys = 0;
 	pthread_mutex_lock(&e->lock);
 	for (size_t i = 0; i < e->n_sbs; i++) {
-		if (sb_hidden(e->sbs[i]))
-			pooled++;
-		else
+		if (!sb_hidden(e->sbs[i]))
 			counts[e->sbs[i]->state]++;
+		else if (e->sbs[i]->state != SB_RUNNING)
+			continue; /* still warming up */
+		else if (!strncmp(e->sbs[i]->pool_key, "standby:", 8))
+			standbys++;
+		else
+			pooled++;
 	}
 	pthread_mutex_unlock(&e->lock);
 	json_object_object_add(o, "warm_pool", json_object_new_int((int)pooled));
+	json_object_object_add(o, "standbys", json_object_new_int((int)standbys));
 	json_object_object_add(o, "pool_size", json_object_new_int((int)e->cfg.pool_size));
 	struct json_object *c = json_object_new_object();
 	for (int s = SB_CREATED; s <= SB_ERROR; s++)
@@ -1714,7 +1936,7 @@ int fl_engine_prepare_template(FlEngine *e, const char *image, unsigned memory_m
 	r = template_get(e, &img, memory_mb, vcpus, &t, err);
 	if (r >= 0 && e->cfg.pool_size) {
 		pthread_mutex_lock(&e->lock);
-		pool_want(e, img.name, memory_mb, vcpus, "nat");
+		pool_want(e, img.name, memory_mb, vcpus, "nat", false);
 		pthread_mutex_unlock(&e->lock);
 	}
 	return r;

@@ -137,7 +137,11 @@ static int build_argv(const FlVmSpec *s, const FlVm *vm, Argv *a)
 						  s->net_none ? ",restrict=on" : "", s->ssh_port);
 	else
 		r |= arg(a, "-netdev"), r |= arg(a, "user,id=net0%s", s->net_none ? ",restrict=on" : "");
-	r |= arg(a, "-device"), r |= arg(a, "virtio-net-pci,netdev=net0,id=nic0");
+	/* No guest announce: after every incoming migration (each clone and
+	 * restore) it made the guest send gratuitous ARPs and IPv6 neighbour
+	 * adverts through freshly translated code; neither user networking nor
+	 * a tap (which re-leases with the sandbox's own MAC) needs them. */
+	r |= arg(a, "-device"), r |= arg(a, "virtio-net-pci,netdev=net0,id=nic0,guest_announce=off");
 	r |= arg(a, "-object"), r |= arg(a, "rng-random,id=rng0,filename=/dev/urandom");
 	r |= arg(a, "-device"), r |= arg(a, "virtio-rng-pci,rng=rng0");
 	r |= arg(a, "-device"), r |= arg(a, "vmgenid,guid=%s", uuid);
@@ -276,7 +280,14 @@ int fl_vm_adopt(pid_t pid, const char *run_dir, FlVm *vm)
 	for (ssize_t i = 0; i < n; i++)
 		if (!cmd[i])
 			cmd[i] = ' ';
-	if (!strstr(cmd, QEMU_BIN) || !strstr(cmd, run_dir)) {
+	/* A VM may have been spawned for another directory of the same
+	 * parent (a standby taken over by a sandbox): match the parent. */
+	char parent[512];
+	snprintf(parent, sizeof(parent), "%s", run_dir);
+	char *slash = strrchr(parent, '/');
+	if (slash)
+		slash[1] = 0;
+	if (!strstr(cmd, QEMU_BIN) || !strstr(cmd, parent)) {
 		close(pidfd);
 		return -ESRCH;
 	}

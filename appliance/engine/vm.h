@@ -16,8 +16,9 @@
 
 /* Version of the device set and kernel options below: part of every
  * template's key, since saved device state only loads into the same
- * devices (3: clocksource=hpet under TCG). */
-#define FL_DEVICE_SET 3
+ * devices (3: clocksource=hpet under TCG; 4: no guest announce, saved
+ * after the guest's network settled, a rooted state for late-root images). */
+#define FL_DEVICE_SET 4
 /* Hot-plug ports (pcie-root-port hp0..hpN-1) for inspector disks. */
 #define FL_HOTPLUG_PORTS 2
 
@@ -65,8 +66,8 @@ int fl_vm_wait_migration(struct QmpClient *c, unsigned timeout_ms, FlError *err)
 /* SIGKILLs the process behind pidfd and reaps it. Accepts pidfd < 0. */
 void fl_vm_kill(FlVm *vm);
 
-/* Opens a pidfd for an existing QEMU whose command line names run_dir
- * (guards against pid reuse). -ESRCH when it is gone. */
+/* Opens a pidfd for an existing QEMU whose command line names run_dir's
+ * parent directory (guards against pid reuse). -ESRCH when it is gone. */
 int fl_vm_adopt(pid_t pid, const char *run_dir, FlVm *vm);
 
 /* Waits up to timeout_ms for the process to exit; 0 when it did. */

@@ -328,6 +328,8 @@ static void session_end(Agent *ag, const char *why)
 	agent_framer_hunt(ag->fr, NULL);
 }
 
+static void port_check(Agent *ag);
+
 static void conn_close(Agent *ag, const char *why)
 {
 	session_end(ag, why);
@@ -342,6 +344,10 @@ static void conn_close(Agent *ag, const char *why)
 		ag->next_port_check = ag_now_ms() + PORT_RECHECK_MS;
 	}
 	ag->rfd = ag->wfd = -1;
+	/* A host that came back before O_ASYNC was set sent no SIGIO: look
+	 * now rather than at the fallback timer (a clone's host connects
+	 * right after the guest sees the template's host leave). */
+	port_check(ag);
 }
 
 static void conn_open(Agent *ag, int rfd, int wfd)

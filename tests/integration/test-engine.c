@@ -815,10 +815,10 @@ static void test_inspector(void **state)
 	destroy(id);
 }
 
-static int warm_clones(void)
+static int status_count(const char *field)
 {
 	struct json_object *st = fl_engine_status(E), *v;
-	int n = json_object_object_get_ex(st, "warm_pool", &v) ? json_object_get_int(v) : 0;
+	int n = json_object_object_get_ex(st, field, &v) ? json_object_get_int(v) : 0;
 	json_object_put(st);
 	return n;
 }
@@ -832,9 +832,9 @@ static void test_pool(void **state)
 	assert_int_equal(open_engine(), 0);
 	FlError err = {0};
 	assert_int_equal(fl_engine_prepare_template(E, "tiny", 0, 0, &err), 0);
-	for (int i = 0; i < 600 && warm_clones() < 1; i++)
+	for (int i = 0; i < 600 && status_count("warm_pool") < 1; i++)
 		usleep(100000);
-	assert_int_equal(warm_clones(), 1);
+	assert_int_equal(status_count("warm_pool"), 1);
 	struct json_object *list;
 	fl_engine_list(E, &list);
 	size_t listed = json_object_array_length(list);
@@ -845,9 +845,9 @@ static void test_pool(void **state)
 	char *a = create(&s), *out;
 	assert_int_equal(sh(a, "hostname", &out), 0);
 	assert_string_equal(out, "claimed-one\n");
-	for (int i = 0; i < 600 && warm_clones() < 1; i++)
+	for (int i = 0; i < 600 && status_count("warm_pool") < 1; i++)
 		usleep(100000);
-	assert_int_equal(warm_clones(), 1);
+	assert_int_equal(status_count("warm_pool"), 1);
 	FlSandboxSpec s2 = {.base_image = "tiny"};
 	char *b = create(&s2);
 	char ida[64];
@@ -859,12 +859,63 @@ static void test_pool(void **state)
 	assert_int_equal(fl_engine_create(E, &s, NULL, &err), -EEXIST);
 	destroy(a);
 	destroy(b);
-	for (int i = 0; i < 600 && warm_clones() < 1; i++)
+	for (int i = 0; i < 600 && status_count("warm_pool") < 1; i++)
 		usleep(100000);
 	fl_engine_free(E);
 	pool_size = 0;
 	assert_int_equal(open_engine(), 0);
-	assert_int_equal(warm_clones(), 0);
+	assert_int_equal(status_count("warm_pool"), 0);
+	assert_int_equal(count_qemus(state_dir), 0);
+}
+
+/* With the pool on, a disk restore takes a standby (a pre-root VM warmed
+ * on a throwaway disk): the sandbox then runs the snapshot's disk with a
+ * fresh guest (no process survives), keeps working (snapshot, restore),
+ * and a restart adopts the VM that moved into it. */
+static void test_standby_restore(void **state)
+{
+	fl_engine_free(E);
+	pool_size = 1;
+	assert_int_equal(open_engine(), 0);
+	FlError err = {0};
+	char *id = clone_tiny(), *out;
+	assert_int_equal(sh(id, "echo v1 > /root/f", NULL), 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "s1", false, NULL, &err), 0);
+	assert_int_equal(sh(id, "echo v2 > /root/f", NULL), 0);
+	assert_int_equal(fl_engine_restore(E, id, "s1", &err), 0); /* asks for standbys */
+	for (int i = 0; i < 600 && status_count("standbys") < 1; i++)
+		usleep(100000);
+	assert_int_equal(status_count("standbys"), 1);
+	assert_int_equal(sh(id, "echo v3 > /root/f; (sleep 1000 >/dev/null 2>&1 &)", NULL), 0);
+	assert_int_equal(fl_engine_restore(E, id, "s1", &err), 0);
+	assert_int_equal(status_count("standbys"), 0); /* taken (a refill takes seconds) */
+	assert_int_equal(sh(id, "cat /root/f", &out), 0);
+	assert_string_equal(out, "v1\n");
+	assert_int_not_equal(sh(id, "pidof sleep", NULL), 0);
+	assert_int_equal(sh(id, "cat /proc/mounts", &out), 0);
+	assert_non_null(strstr(out, "/dev/vda / ext4 rw"));
+
+	/* the moved VM snapshots and restores like any other */
+	assert_int_equal(sh(id, "echo v4 > /root/f", NULL), 0);
+	assert_int_equal(fl_engine_snapshot(E, id, "s2", false, NULL, &err), 0);
+	assert_int_equal(sh(id, "echo v5 > /root/f", NULL), 0);
+	for (int i = 0; i < 600 && status_count("standbys") < 1; i++)
+		usleep(100000);
+	assert_int_equal(fl_engine_restore(E, id, "s2", &err), 0);
+	assert_int_equal(status_count("standbys"), 0);
+	assert_int_equal(sh(id, "cat /root/f", &out), 0);
+	assert_string_equal(out, "v4\n");
+
+	/* a restart adopts it; standbys go (never acknowledged to anyone) */
+	fl_engine_free(E);
+	pool_size = 0;
+	assert_int_equal(open_engine(), 0);
+	assert_int_equal(sh(id, "cat /root/f", &out), 0);
+	assert_string_equal(out, "v4\n");
+	assert_int_equal(fl_engine_restore(E, id, "s1", &err), 0);
+	assert_int_equal(sh(id, "cat /root/f", &out), 0);
+	assert_string_equal(out, "v1\n");
+	destroy(id);
 	assert_int_equal(count_qemus(state_dir), 0);
 }
 
@@ -924,6 +975,7 @@ int main(void)
 		cmocka_unit_test(test_streams),
 		cmocka_unit_test(test_inspector),
 		cmocka_unit_test(test_pool),
+		cmocka_unit_test(test_standby_restore),
 		cmocka_unit_test(test_template_gc),
 		cmocka_unit_test(test_crash_create),
 		cmocka_unit_test(test_crash_snapshot),

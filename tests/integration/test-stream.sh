@@ -137,6 +137,7 @@ assert vals["fluid_uptime_seconds"] > 0
 assert any(k.startswith("fluid_http_responses_total{code=\"426\"}") for k in vals), vals
 assert "fluid_sandboxes{state=\"RUNNING\"}" in vals
 assert "fluid_warm_pool_size" in vals
+assert "fluid_standbys" in vals
 print("ok", len(vals), "samples")
 EOF
 check "every /metrics line is a comment or name{labels} value, and the counters move: $(tail -1 "$T/metrics.check")" \

@@ -30,6 +30,7 @@ export async function render(main) {
 				h('div', h('dt', 'Database'), h('dd', st.database_configured ? 'configured' : 'none (development mode)')),
 				h('div', h('dt', 'Defaults'), h('dd', `${cap.default_vcpus ?? '?'} vCPU, ${cap.default_memory_mb ?? '?'} MiB (max ${cap.max_vcpus ?? '?'} vCPU, ${cap.max_memory_mb ?? '?'} MiB)`)),
 				h('div', h('dt', 'Warm pool'), h('dd', `${eng.warm_pool ?? 0} ready (size ${eng.pool_size ?? 0})`)),
+				h('div', h('dt', 'Standbys'), h('dd', `${eng.standbys ?? 0} ready for restores`)),
 				h('div', h('dt', 'cgroups'), h('dd', eng.cgroups || '—')),
 				h('div', h('dt', 'State dir'), h('dd.mono', st.state_dir || '—')))),
 		h('section', h('h2', 'Images'),
