@@ -77,97 +77,37 @@ static void stream_free(Stream *st)
 	free(st);
 }
 
-/* Extracts the id from /v1/sandboxes/{id}/stream. */
-static bool parse_path(const char *uri, char *id, size_t len)
-{
-	static const char pre[] = "/v1/sandboxes/", suf[] = "/stream";
-	size_t n = strlen(uri);
-	if (n <= sizeof(pre) - 1 + sizeof(suf) - 1 || strncmp(uri, pre, sizeof(pre) - 1) ||
-	    strcmp(uri + n - (sizeof(suf) - 1), suf))
-		return false;
-	size_t il = n - (sizeof(pre) - 1) - (sizeof(suf) - 1);
-	if (il == 0 || il >= len || memchr(uri + sizeof(pre) - 1, '/', il))
-		return false;
-	memcpy(id, uri + sizeof(pre) - 1, il);
-	id[il] = 0;
-	return true;
-}
-
-/*
- * Sends an error response from the connect handler (no handshake follows).
- * civetweb's response-header API refuses connections that asked for a
- * WebSocket, so the response is written raw, in the API's error shape.
- */
-static int refuse(const struct mg_connection *cconn, int status, const char *msg)
-{
-	struct mg_connection *conn = (struct mg_connection *)cconn;
-	struct json_object *o = json_object_new_object();
-	if (!o)
-		return 1;
-	json_object_object_add(o, "error", json_object_new_string(msg));
-	json_object_object_add(o, "code", json_object_new_int(status));
-	json_object_object_add(o, "details", NULL);
-	size_t len;
-	const char *body = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
-	const char *reason = mg_get_response_code_text(conn, status);
-	mg_printf(conn,
-		  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-		  "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-		  status, reason ? reason : "Error", len + 1,
-		  status == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
-	mg_write(conn, body, len);
-	mg_write(conn, "\n", 1);
-	json_object_put(o);
-	return 1;
-}
-
 static int ws_connect(const struct mg_connection *conn, void *cbdata)
 {
 	FlHttpServer *s = cbdata;
 	FlApp *app = fl_http_app(s);
-	const struct mg_request_info *ri = mg_get_request_info(conn);
-	char id[FL_HTTP_MAX_PARAM_LEN], token[512];
-	const char *tok = NULL;
+	char id[FL_HTTP_MAX_PARAM_LEN];
 	FlRole role;
-
-	if (!parse_path(ri->local_uri ? ri->local_uri : "", id, sizeof(id)))
-		return refuse(conn, 404, "no such endpoint");
-	const char *h = mg_get_header(conn, "Authorization");
-	if (h && !strncasecmp(h, "Bearer ", 7))
-		tok = h + 7;
-	else if (ri->query_string &&
-		 mg_get_var(ri->query_string, strlen(ri->query_string), "token", token,
-			    sizeof(token)) >= 0)
-		tok = token;
-	int r = fl_http_authenticate(s, tok, &role);
-	if (r == -ENOKEY)
-		return refuse(conn, 401, "missing bearer token");
-	if (r < 0)
-		return refuse(conn, 401, "invalid token");
-	if (role < FL_ROLE_AGENT)
-		return refuse(conn, 403, "this needs the agent role");
+	int r = fl_http_ws_accept(conn, s, "/stream", id, sizeof(id), &role);
+	if (r)
+		return r;
 
 	_cleanup_(json_object_putp) struct json_object *rec = NULL;
 	bool test = test_mode() && !strncmp(id, "test-", 5);
 	if (!test) {
 		if (!app->engine)
-			return refuse(conn, 503, "the sandbox engine is not running");
+			return fl_http_ws_refuse(conn, 503, "the sandbox engine is not running");
 		FlError err = {0};
 		r = fl_engine_get(app->engine, id, &rec, &err);
 		if (r < 0)
-			return refuse(conn, fl_http_status_from_errno(r),
+			return fl_http_ws_refuse(conn, fl_http_status_from_errno(r),
 				      err.msg[0] ? err.msg : strerror(-r));
 	}
 
 	unsigned limit = app->cfg->server.threads / 2 ? app->cfg->server.threads / 2 : 1;
 	if (__atomic_add_fetch(&active_streams, 1, __ATOMIC_RELAXED) > limit) {
 		__atomic_sub_fetch(&active_streams, 1, __ATOMIC_RELAXED);
-		return refuse(conn, 503, "too many open streams");
+		return fl_http_ws_refuse(conn, 503, "too many open streams");
 	}
 	Stream *st = calloc(1, sizeof(*st));
 	if (!st) {
 		__atomic_sub_fetch(&active_streams, 1, __ATOMIC_RELAXED);
-		return refuse(conn, 500, "out of memory");
+		return fl_http_ws_refuse(conn, 500, "out of memory");
 	}
 	st->test_mode = test_mode();
 	snprintf(st->sandbox_id, sizeof(st->sandbox_id), "%s", id);
@@ -175,7 +115,7 @@ static int ws_connect(const struct mg_connection *conn, void *cbdata)
 	if (r < 0) {
 		stream_free(st);
 		__atomic_sub_fetch(&active_streams, 1, __ATOMIC_RELAXED);
-		return refuse(conn, fl_http_status_from_errno(r), "cannot subscribe");
+		return fl_http_ws_refuse(conn, fl_http_status_from_errno(r), "cannot subscribe");
 	}
 	/* The first frame: the sandbox record as it was when the subscription
 	 * began, so a client needs no separate GET to know the starting state. */

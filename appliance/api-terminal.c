@@ -82,46 +82,6 @@ typedef struct Term {
 
 static unsigned active_terms; /* atomic; one server per process */
 
-/* Extracts the id from /v1/sandboxes/{id}/terminal. */
-static bool parse_path(const char *uri, char *id, size_t len)
-{
-	static const char pre[] = "/v1/sandboxes/", suf[] = "/terminal";
-	size_t n = strlen(uri);
-	if (n <= sizeof(pre) - 1 + sizeof(suf) - 1 || strncmp(uri, pre, sizeof(pre) - 1) ||
-	    strcmp(uri + n - (sizeof(suf) - 1), suf))
-		return false;
-	size_t il = n - (sizeof(pre) - 1) - (sizeof(suf) - 1);
-	if (il == 0 || il >= len || memchr(uri + sizeof(pre) - 1, '/', il))
-		return false;
-	memcpy(id, uri + sizeof(pre) - 1, il);
-	id[il] = 0;
-	return true;
-}
-
-/* An HTTP error from the connect handler (civetweb refuses its header API
- * on a WebSocket request, so it is written raw, in the API's error shape). */
-static int refuse(const struct mg_connection *cconn, int status, const char *msg)
-{
-	struct mg_connection *conn = (struct mg_connection *)cconn;
-	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
-	if (!o)
-		return 1;
-	json_object_object_add(o, "error", json_object_new_string(msg));
-	json_object_object_add(o, "code", json_object_new_int(status));
-	json_object_object_add(o, "details", NULL);
-	size_t len;
-	const char *body = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
-	const char *reason = mg_get_response_code_text(conn, status);
-	mg_printf(conn,
-		  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-		  "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-		  status, reason ? reason : "Error", len + 1,
-		  status == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
-	mg_write(conn, body, len);
-	mg_write(conn, "\n", 1);
-	return 1;
-}
-
 /* A query parameter into buf (def when absent); -EINVAL when too long. */
 static int query_str(const char *qs, const char *name, char *buf, size_t len, const char *def)
 {
@@ -179,71 +139,58 @@ static int ws_connect(const struct mg_connection *conn, void *cbdata)
 	FlApp *app = fl_http_app(s);
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	const char *qs = ri->query_string;
-	char id[FL_HTTP_MAX_PARAM_LEN], token[512], mode[16], session[FL_TMUX_NAME_MAX + 2];
-	const char *tok = NULL;
+	char id[FL_HTTP_MAX_PARAM_LEN], mode[16], session[FL_TMUX_NAME_MAX + 2];
 	FlRole role;
-
-	if (!parse_path(ri->local_uri ? ri->local_uri : "", id, sizeof(id)))
-		return refuse(conn, 404, "no such endpoint");
-	const char *h = mg_get_header(conn, "Authorization");
-	if (h && !strncasecmp(h, "Bearer ", 7))
-		tok = h + 7;
-	else if (qs && mg_get_var(qs, strlen(qs), "token", token, sizeof(token)) >= 0)
-		tok = token;
-	int r = fl_http_authenticate(s, tok, &role);
-	if (r == -ENOKEY)
-		return refuse(conn, 401, "missing bearer token");
-	if (r < 0)
-		return refuse(conn, 401, "invalid token");
-	if (role < FL_ROLE_AGENT)
-		return refuse(conn, 403, "this needs the agent role");
+	int r = fl_http_ws_accept(conn, s, "/terminal", id, sizeof(id), &role);
+	if (r)
+		return r;
 
 	if (query_str(qs, "mode", mode, sizeof(mode), "watch") < 0 ||
 	    (strcmp(mode, "watch") && strcmp(mode, "control")))
-		return refuse(conn, 400, "mode must be watch or control");
+		return fl_http_ws_refuse(conn, 400, "mode must be watch or control");
 	if (query_str(qs, "session", session, sizeof(session), FL_TMUX_DEFAULT_SESSION) < 0 ||
 	    !fl_tmux_session_name_ok(session))
-		return refuse(conn, 400, "invalid session: [A-Za-z0-9_-]{1,32}");
+		return fl_http_ws_refuse(conn, 400, "invalid session: [A-Za-z0-9_-]{1,32}");
 	unsigned cols, rows;
 	if (query_uint(qs, "cols", 2, TERM_MAX_COLS, 80, &cols) < 0 ||
 	    query_uint(qs, "rows", 2, TERM_MAX_ROWS, 24, &rows) < 0)
-		return refuse(conn, 400, "cols must be 2-1000 and rows 2-500");
+		return fl_http_ws_refuse(conn, 400, "cols must be 2-1000 and rows 2-500");
 
 	FlEngine *e = app->engine;
 	if (!e)
-		return refuse(conn, 503, "the sandbox engine is not running");
+		return fl_http_ws_refuse(conn, 503, "the sandbox engine is not running");
 	if (!fl_api_name_ok(id, 63) || strstr(id, ".."))
-		return refuse(conn, 400, "invalid sandbox id");
+		return fl_http_ws_refuse(conn, 400, "invalid sandbox id");
 	_cleanup_(json_object_putp) struct json_object *rec = NULL;
 	struct json_object *v;
 	FlError err = {0};
 	r = fl_engine_get(e, id, &rec, &err);
 	if (r < 0)
-		return refuse(conn, fl_http_status_from_errno(r),
+		return fl_http_ws_refuse(conn, fl_http_status_from_errno(r),
 			      r == -ENOENT ? "no such sandbox"
 			      : err.msg[0] ? err.msg
 					   : strerror(-r));
 	if (!json_object_object_get_ex(rec, "state", &v) ||
 	    strcmp(json_object_get_string(v), "RUNNING"))
-		return refuse(conn, 409, "the sandbox is not RUNNING");
+		return fl_http_ws_refuse(conn, 409, "the sandbox is not RUNNING");
 	json_object_object_get_ex(rec, "id", &v);
 	if (strcmp(mode, "watch")) { /* typing into the guest: the safety policy decides */
 		FlHttpReq preq = {.app = app, .method = "GET", .path = ri->local_uri, .role = role};
 		int pr = fl_api_policy_interactive(&preq, json_object_get_string(v), "terminal");
 		json_object_put(preq.err_details);
 		if (pr < 0)
-			return refuse(conn, fl_http_status_from_errno(pr), preq.err.msg);
+			return fl_http_ws_refuse(conn, fl_http_status_from_errno(pr), preq.err.msg);
 	}
 
 	unsigned limit = app->cfg->server.threads / 4 ? app->cfg->server.threads / 4 : 1;
 	if (__atomic_add_fetch(&active_terms, 1, __ATOMIC_RELAXED) > limit) {
 		__atomic_sub_fetch(&active_terms, 1, __ATOMIC_RELAXED);
-		return refuse(conn, 503, "too many open terminals");
+		return fl_http_ws_refuse(conn, 503, "too many open terminals");
 	}
 	Term *t = calloc(1, sizeof(*t));
 	if (!t) {
 		__atomic_sub_fetch(&active_terms, 1, __ATOMIC_RELAXED);
-		return refuse(conn, 500, "out of memory");
+		return fl_http_ws_refuse(conn, 500, "out of memory");
 	}
 	pthread_mutex_init(&t->lock, NULL);
 	t->e = e;

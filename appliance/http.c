@@ -619,6 +619,59 @@ int fl_http_authenticate(FlHttpServer *s, const char *token, FlRole *ret_role)
 	return 0;
 }
 
+int fl_http_ws_refuse(const struct mg_connection *cconn, int status, const char *msg)
+{
+	struct mg_connection *conn = (struct mg_connection *)cconn;
+	_cleanup_(json_object_putp) struct json_object *o = json_object_new_object();
+	if (!o)
+		return 1;
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_object_object_add(o, "code", json_object_new_int(status));
+	json_object_object_add(o, "details", NULL);
+	size_t len;
+	const char *body = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+	const char *reason = mg_get_response_code_text(conn, status);
+	mg_printf(conn,
+		  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+		  "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+		  status, reason ? reason : "Error", len + 1,
+		  status == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
+	mg_write(conn, body, len);
+	mg_write(conn, "\n", 1);
+	return 1;
+}
+
+int fl_http_ws_accept(const struct mg_connection *conn, FlHttpServer *s, const char *suffix, char *id,
+		      size_t id_len, FlRole *ret_role)
+{
+	static const char pre[] = "/v1/sandboxes/";
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	const char *uri = ri->local_uri ? ri->local_uri : "";
+	size_t n = strlen(uri), pl = sizeof(pre) - 1, sl = strlen(suffix);
+	if (n <= pl + sl || strncmp(uri, pre, pl) || strcmp(uri + n - sl, suffix))
+		return fl_http_ws_refuse(conn, 404, "no such endpoint");
+	size_t il = n - pl - sl;
+	if (il >= id_len || memchr(uri + pl, '/', il))
+		return fl_http_ws_refuse(conn, 404, "no such endpoint");
+	memcpy(id, uri + pl, il);
+	id[il] = 0;
+
+	char token[512];
+	const char *tok = NULL, *h = mg_get_header(conn, "Authorization"), *qs = ri->query_string;
+	if (h && !strncasecmp(h, "Bearer ", 7))
+		tok = h + 7;
+	else if (qs && mg_get_var(qs, strlen(qs), "token", token, sizeof(token)) >= 0)
+		tok = token;
+	int r = fl_http_authenticate(s, tok, ret_role);
+	if (r == -ENOKEY)
+		return fl_http_ws_refuse(conn, 401, "missing bearer token");
+	if (r < 0)
+		return fl_http_ws_refuse(conn, 401, "invalid token");
+	if (*ret_role < FL_ROLE_AGENT)
+		return fl_http_ws_refuse(conn, 403, "this needs the agent role");
+	return 0;
+}
+
 size_t fl_http_status_counts(FlHttpServer *s, uint64_t counts[FL_HTTP_STATUS_MAX])
 {
 	size_t n = 0;

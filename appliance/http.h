@@ -230,6 +230,20 @@ FlApp *fl_http_app(FlHttpServer *s);
  */
 int fl_http_authenticate(FlHttpServer *s, const char *token, FlRole *ret_role);
 
+/*
+ * WebSocket endpoints (GET /v1/sandboxes/{id}<suffix>) are civetweb
+ * handlers outside the router; their connect handlers share these.
+ * fl_http_ws_refuse: an HTTP error in the API's error shape, written raw
+ * (civetweb refuses its header API on a WebSocket request); returns 1, the
+ * connect handler's "refused". fl_http_ws_accept: the path's {id} into id
+ * (404 unless the path has that shape), the bearer token (header or
+ * ?token=) and at least the agent role; 0 and *ret_role, else it refused
+ * and returns 1.
+ */
+int fl_http_ws_refuse(const struct mg_connection *conn, int status, const char *msg);
+int fl_http_ws_accept(const struct mg_connection *conn, FlHttpServer *s, const char *suffix, char *id,
+		      size_t id_len, FlRole *ret_role);
+
 /* Responses sent by the router, by status code (100..599), for GET /metrics.
  * Fills counts[0..599]; returns the number of non-zero entries. */
 #define FL_HTTP_STATUS_MAX 600

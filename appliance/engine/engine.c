@@ -642,6 +642,7 @@ static int branch_source(FlEngine *e, const FlSandboxSpec *s, BranchSrc *src, Fl
 typedef enum CreateKind { CREATE_SANDBOX, CREATE_POOL, CREATE_STANDBY, CREATE_INSPECTOR } CreateKind;
 
 static int standby_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err);
+static int boot_disk(FlEngine *e, Sandbox *sb, const char *backing, BootKind *ret_kind, FlError *err);
 
 static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, struct json_object **ret,
 			  FlError *err)
@@ -764,7 +765,10 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 	fl_trace("overlay", &tr);
 	if (!s->no_start) {
 		sb_set_state(e, sb, SB_STARTING);
-		r = vm_boot(e, sb, kind, statef, err);
+		if (s->from_sandbox && kind == BOOT_TEMPLATE) /* a branch from a disk snapshot */
+			r = boot_disk(e, sb, parent, &kind, err);
+		else
+			r = vm_boot(e, sb, kind, statef, err);
 		if (r < 0)
 			goto fail;
 		fl_trace("boot", &tr);
@@ -997,6 +1001,31 @@ static struct json_object *qcow2_node(const char *name, const char *path, bool r
 	return a;
 }
 
+/* A new writable overlay for blockdev-add, without its backing (which
+ * blockdev-snapshot wants so); fnode: its file node's name, or NULL. */
+static struct json_object *overlay_node(const char *name, const char *fnode, const char *path)
+{
+	struct json_object *a = qcow2_node(name, path, false), *file, *cache = json_object_new_object();
+	json_object_object_get_ex(a, "file", &file);
+	if (fnode)
+		json_object_object_add(file, "node-name", json_object_new_string(fnode));
+	json_object_object_add(file, "aio", json_object_new_string("threads"));
+	json_object_object_add(cache, "no-flush", json_object_new_boolean(1));
+	json_object_object_add(a, "cache", cache);
+	json_object_object_add(a, "backing", NULL);
+	return a;
+}
+
+/* Puts overlay (added, without a backing) on top of node: the device
+ * writes to overlay, whose backing becomes node. */
+static int blockdev_snapshot(QmpClient *c, const char *node, const char *overlay, FlError *err)
+{
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "node", json_object_new_string(node));
+	json_object_object_add(a, "overlay", json_object_new_string(overlay));
+	return qmp_call_sync(c, "blockdev-snapshot", a, -1, 10000, NULL, err);
+}
+
 /* Moves the standby x's disk onto sb's active layer, an overlay of backing. */
 static int standby_disk(FlEngine *e, Sandbox *x, Sandbox *sb, const char *backing, FlError *err)
 {
@@ -1016,23 +1045,13 @@ static int standby_disk(FlEngine *e, Sandbox *x, Sandbox *sb, const char *backin
 	r = qmp_call_sync(c, "blockdev-add", qcow2_node(bnode, bpath, true), -1, 10000, NULL, err);
 	if (r < 0)
 		return r;
-	/* the overlay without its backing: blockdev-snapshot wants it so */
-	struct json_object *a = qcow2_node(node, path, false), *file, *cache = json_object_new_object();
-	json_object_object_get_ex(a, "file", &file);
-	json_object_object_add(file, "node-name", json_object_new_string(fnode));
-	json_object_object_add(file, "aio", json_object_new_string("threads"));
-	json_object_object_add(cache, "no-flush", json_object_new_boolean(1));
-	json_object_object_add(a, "cache", cache);
-	json_object_object_add(a, "backing", NULL);
+	struct json_object *a = overlay_node(node, fnode, path);
 	r = qmp_call_sync(c, "blockdev-add", json_object_get(a), -1, 10000, NULL, err);
 	if (r < 0) {
 		json_object_put(a);
 		return r;
 	}
-	struct json_object *sn = json_object_new_object();
-	json_object_object_add(sn, "node", json_object_new_string("disk0"));
-	json_object_object_add(sn, "overlay", json_object_new_string(node));
-	r = qmp_call_sync(c, "blockdev-snapshot", sn, -1, 10000, NULL, err);
+	r = blockdev_snapshot(c, "disk0", node, err);
 	if (r < 0) {
 		json_object_put(a);
 		return r;
@@ -1453,18 +1472,7 @@ static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], cons
 	fl_trace("journal", &tr);
 	char node[40];
 	snprintf(node, sizeof(node), "l%.16s", sb->pending_layer);
-	struct json_object *a = json_object_new_object();
-	json_object_object_add(a, "driver", json_object_new_string("qcow2"));
-	json_object_object_add(a, "node-name", json_object_new_string(node));
-	struct json_object *file = json_object_new_object();
-	json_object_object_add(file, "driver", json_object_new_string("file"));
-	json_object_object_add(file, "filename", json_object_new_string(path));
-	json_object_object_add(a, "file", file);
-	json_object_object_add(a, "backing", NULL);
-	struct json_object *cache = json_object_new_object();
-	json_object_object_add(cache, "no-flush", json_object_new_boolean(1));
-	json_object_object_add(a, "cache", cache);
-	r = qmp_call_sync(c, "blockdev-add", a, -1, 10000, NULL, err);
+	r = qmp_call_sync(c, "blockdev-add", overlay_node(node, NULL, path), -1, 10000, NULL, err);
 	if (r < 0)
 		goto cont;
 	/* The device's current top node: "disk0" at boot, l<id> after. */
@@ -1483,10 +1491,7 @@ static int switch_layer(FlEngine *e, Sandbox *sb, char frozen[IMG_ID_SIZE], cons
 		r = fl_error_set(err, -EIO, "cannot find the sandbox disk in QEMU's block graph");
 		goto cont;
 	}
-	a = json_object_new_object();
-	json_object_object_add(a, "node", json_object_new_string(top));
-	json_object_object_add(a, "overlay", json_object_new_string(node));
-	r = qmp_call_sync(c, "blockdev-snapshot", a, -1, 10000, NULL, err);
+	r = blockdev_snapshot(c, top, node, err);
 	if (r < 0)
 		goto cont;
 	fl_trace("qmp switch", &tr);

@@ -906,6 +906,16 @@ static void test_standby_restore(void **state)
 	assert_int_equal(sh(id, "cat /root/f", &out), 0);
 	assert_string_equal(out, "v4\n");
 
+	/* a branch from a disk snapshot takes one too, with its own identity */
+	for (int i = 0; i < 600 && status_count("standbys") < 1; i++)
+		usleep(100000);
+	FlSandboxSpec bs = {.from_sandbox = id, .from_snapshot = "s1", .name = "standby-branch"};
+	char *b = create(&bs);
+	assert_int_equal(status_count("standbys"), 0);
+	assert_int_equal(sh(b, "cat /root/f; hostname", &out), 0);
+	assert_string_equal(out, "v1\nstandby-branch\n");
+	destroy(b);
+
 	/* a restart adopts it; standbys go (never acknowledged to anyone) */
 	fl_engine_free(E);
 	pool_size = 0;
