@@ -956,18 +956,19 @@ static int pool_claim(FlEngine *e, const FlSandboxSpec *s, const char *key, stru
 }
 
 /*
- * Standbys. A restore or start of a late-root sandbox on a disk (no saved
- * RAM) needs a VM resumed from the template's pre-root state with that disk
- * mounted. Spawning one costs QEMU's start, the incoming migration and the
- * agent's hello, and then the root mount and the first exec run through
- * freshly translated code: 450-650 ms under TCG. A standby is such a VM
- * made in the background by the pool thread (one per kind, once a restore
- * of that kind asked for it) and warmed by mounting its throwaway disk,
- * running a program from it and unmounting it again. Taking it for sb:
- * the standby's disk moves onto sb's new active layer (QMP: the new overlay
- * goes on top of the old disk, is reopened onto its real backing layer,
- * and the old disk is deleted), its run files move into sb's directory and
- * its process into sb's cgroup, and the agent mounts sb's root.
+ * Standbys. A restore of a late-root sandbox to a disk snapshot, or a
+ * branch from one, needs a VM resumed from the template's pre-root state
+ * with that disk mounted. Spawning one costs QEMU's start, the incoming
+ * migration and the agent's hello, and then the root mount and the first
+ * exec run through freshly translated code: 450-650 ms under TCG. A
+ * standby is such a VM made in the background by the pool thread (one per
+ * kind, once a restore or branch of that kind asked for it) and warmed by
+ * mounting its throwaway disk, running a program from it and unmounting it
+ * again. Taking it for sb: the standby's disk moves onto sb's new active
+ * layer (QMP: the new overlay goes on top of the old disk, is reopened onto
+ * its real backing layer, and the old disk is deleted), its run files move
+ * into sb's directory and its process into sb's cgroup, and the agent
+ * mounts sb's root.
  */
 static int standby_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
 {
@@ -1084,6 +1085,8 @@ static int standby_boot(FlEngine *e, Sandbox *sb, const char *backing, FlError *
 	pthread_mutex_lock(&e->lock);
 	pool_want(e, sb->base_image, sb->memory_mb, sb->vcpus, sb->network, true);
 	Sandbox *x = pool_find(e, key);
+	if (x && strcmp(x->template_dir, sb->template_dir))
+		x = NULL; /* the image changed since sb was made: its kernel must stay */
 	if (x) {
 		x->pool_key[0] = 0; /* no longer claimable */
 		x->refs++;
