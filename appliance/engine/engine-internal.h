@@ -176,6 +176,8 @@ typedef struct Image {
 } Image;
 
 int image_load(FlEngine *e, const char *name, Image *ret, FlError *err);
+/* The agent's "root" op arguments for img (new reference). */
+struct json_object *image_root_args(const Image *img);
 /* Imports (once) the image's disk as a base layer; ret_id gets its id. */
 int image_base_layer(FlEngine *e, const Image *img, char ret_id[IMG_ID_SIZE], FlError *err);
 /* Finds or builds the template for (image, memory, vcpus). */

@@ -158,6 +158,17 @@ int vm_save_state(const char *qmp_path, const char *path, FlError *err)
 	return 0;
 }
 
+struct json_object *image_root_args(const Image *img)
+{
+	struct json_object *a = json_object_new_object();
+	json_object_object_add(a, "device", json_object_new_string(img->root_device));
+	json_object_object_add(a, "fstype", json_object_new_string(img->root_fstype));
+	return a;
+}
+
+/* A template's saved files: the first two always, all four when rooted. */
+static const char *const template_files[] = {"ram", "state", "ram-rooted", "state-rooted"};
+
 static int template_load(Template *t)
 {
 	char meta[700];
@@ -167,10 +178,9 @@ static int template_load(Template *t)
 		return -ENOENT;
 	struct json_object *v;
 	t->rooted = json_object_object_get_ex(o, "rooted", &v) && json_object_get_boolean(v);
-	const char *const need[] = {"ram", "state", "ram-rooted", "state-rooted"};
 	for (size_t i = 0; i < (t->rooted ? 4 : 2); i++) {
 		char p[800];
-		snprintf(p, sizeof(p), "%s/%s", t->dir, need[i]);
+		snprintf(p, sizeof(p), "%s/%s", t->dir, template_files[i]);
 		if (access(p, R_OK) < 0)
 			return -ENOENT;
 	}
@@ -205,10 +215,7 @@ static int template_root(const Image *img, const char *build, FlVm *vm, FlError 
 		r = agent_connect_sync(vm->agent_path, 60000, &ac, err);
 		if (r < 0)
 			return fl_error_prefix(err, "template agent after the pre-root save");
-		struct json_object *a = json_object_new_object();
-		json_object_object_add(a, "device", json_object_new_string(img->root_device));
-		json_object_object_add(a, "fstype", json_object_new_string(img->root_fstype));
-		r = agent_call_sync(ac, "root", a, 120000, NULL, err);
+		r = agent_call_sync(ac, "root", image_root_args(img), 120000, NULL, err);
 		if (r < 0)
 			return fl_error_prefix(err, "template: entering the root filesystem");
 		/* Freezing flushes the journal: the frozen layer holds every
@@ -277,10 +284,11 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 		 * client's lease and script, IPv6 duplicate address detection
 		 * and autoconfiguration), whose addresses (lifetimes aside) must
 		 * be unchanged and none tentative over 5 checks (at least 1.5 s;
-		 * each check forks, which costs more under TCG). Unsettled, every clone
-		 * ran that work itself after its resume: about 20,000 freshly
-		 * translated blocks (11 MiB of TCG buffer) competing with its
-		 * first commands. Then flush the guest's caches. */
+		 * each check forks, which costs more under TCG). Unsettled,
+		 * every clone ran that work itself after its resume: about
+		 * 20,000 freshly translated blocks (11 MiB of TCG buffer)
+		 * competing with its first commands. Then flush the guest's
+		 * caches. */
 		AgentExecSpec settle = {
 			.shell = "if command -v systemctl >/dev/null; then "
 				 "timeout 240 systemctl is-system-running --wait >/dev/null 2>&1; fi\n"
@@ -323,10 +331,9 @@ static int template_build(FlEngine *e, const Image *img, Template *t, FlError *e
 		snprintf(p, sizeof(p), "%s/%s", build, junk[i]);
 		unlink(p);
 	}
-	const char *const saved[] = {"ram", "state", "ram-rooted", "state-rooted"};
-	for (size_t i = 0; i < FL_ARRAY_SIZE(saved); i++) {
+	for (size_t i = 0; i < FL_ARRAY_SIZE(template_files); i++) {
 		char p[800];
-		snprintf(p, sizeof(p), "%s/%s", build, saved[i]);
+		snprintf(p, sizeof(p), "%s/%s", build, template_files[i]);
 		chmod(p, 0400);
 	}
 	o = json_object_new_object();

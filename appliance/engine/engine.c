@@ -319,10 +319,7 @@ static int enter_root(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
 {
 	if (!img->late_root)
 		return 0;
-	struct json_object *a = json_object_new_object();
-	json_object_object_add(a, "device", json_object_new_string(img->root_device));
-	json_object_object_add(a, "fstype", json_object_new_string(img->root_fstype));
-	int r = ea_call(e, sb, "root", a, 60000, NULL, err);
+	int r = ea_call(e, sb, "root", image_root_args(img), 60000, NULL, err);
 	return r < 0 ? fl_error_prefix(err, "entering the root filesystem") : 0;
 }
 
@@ -641,7 +638,7 @@ static int branch_source(FlEngine *e, const FlSandboxSpec *s, BranchSrc *src, Fl
 
 typedef enum CreateKind { CREATE_SANDBOX, CREATE_POOL, CREATE_STANDBY, CREATE_INSPECTOR } CreateKind;
 
-static int standby_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err);
+static int pool_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err);
 static int boot_disk(FlEngine *e, Sandbox *sb, const char *backing, BootKind *ret_kind, FlError *err);
 
 static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, struct json_object **ret,
@@ -788,19 +785,8 @@ static int create_sandbox(FlEngine *e, const FlSandboxSpec *s, CreateKind ck, st
 		sb_release(e, sb);
 		return 0;
 	}
-	if (ck == CREATE_STANDBY) {
-		r = standby_warm(e, sb, &img, err);
-		if (r < 0)
-			goto fail;
-		sb_set_state(e, sb, SB_RUNNING);
-		sb_release(e, sb);
-		return 0;
-	}
-	if (ck == CREATE_POOL) { /* warm the exec path of this QEMU's translation cache */
-		const char *argv[] = {"/bin/true", NULL};
-		FlExecSpec xs = {.argv = argv, .timeout_ms = 60000};
-		FlExecResult xr;
-		r = ea_exec(e, sb, &xs, NULL, NULL, &xr, err);
+	if (ck == CREATE_POOL || ck == CREATE_STANDBY) {
+		r = pool_warm(e, sb, ck == CREATE_STANDBY ? &img : NULL, err);
 		if (r < 0)
 			goto fail;
 		sb_set_state(e, sb, SB_RUNNING);
@@ -834,10 +820,12 @@ fail:
  * background. Entries are hidden from lists and limits, recorded with
  * pending "pool", and destroyed at start-up like an unfinished create.
  */
+#define STANDBY_KEY "standby:" /* prefix of a standby's pool key */
+
 static void pool_key(const char *image, unsigned mem, unsigned vcpus, const char *net, bool standby,
 		     char *out)
 {
-	snprintf(out, 160, "%s%s/%um/%uc/%s", standby ? "standby:" : "", image, mem, vcpus, net);
+	snprintf(out, 160, "%s%s/%um/%uc/%s", standby ? STANDBY_KEY : "", image, mem, vcpus, net);
 }
 
 /* Registers demand for a kind of sandbox (or of standby); caller holds
@@ -970,23 +958,29 @@ static int pool_claim(FlEngine *e, const FlSandboxSpec *s, const char *key, stru
  * into sb's directory and its process into sb's cgroup, and the agent
  * mounts sb's root.
  */
-static int standby_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
+/* Warms a pool entry's translation cache: the exec path for a warm clone
+ * (img NULL); for a standby, mounting, using and unmounting img's root. */
+static int pool_warm(FlEngine *e, Sandbox *sb, const Image *img, FlError *err)
 {
-	if (strspn(img->root_device, "/abcdefghijklmnopqrstuvwxyz0123456789") != strlen(img->root_device) ||
-	    strspn(img->root_fstype, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(img->root_fstype))
-		return fl_error_set(err, -EINVAL, "image %s: bad root_device or root_fstype", img->name);
+	const char *argv[] = {"/bin/true", NULL};
+	FlExecSpec xs = {.argv = argv, .timeout_ms = 60000};
 	char script[1024];
-	snprintf(script, sizeof(script),
-		 "set -e; r=/newroot; mount -t %s %s $r; mount -t proc proc $r/proc; "
-		 "mount -t sysfs sysfs $r/sys; mount -o bind /dev $r/dev; mount -t tmpfs tmpfs $r/tmp; "
-		 "busybox chroot $r /bin/true; read -r h <$r/etc/hostname || true; "
-		 "umount $r/tmp $r/dev $r/sys $r/proc; umount $r",
-		 img->root_fstype, img->root_device);
-	FlExecSpec xs = {.shell = script, .timeout_ms = 60000};
+	if (img) {
+		if (strspn(img->root_device, "/abcdefghijklmnopqrstuvwxyz0123456789") != strlen(img->root_device) ||
+		    strspn(img->root_fstype, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(img->root_fstype))
+			return fl_error_set(err, -EINVAL, "image %s: bad root_device or root_fstype", img->name);
+		snprintf(script, sizeof(script),
+			 "set -e; r=/newroot; mount -t %s %s $r; mount -t proc proc $r/proc; "
+			 "mount -t sysfs sysfs $r/sys; mount -o bind /dev $r/dev; mount -t tmpfs tmpfs $r/tmp; "
+			 "busybox chroot $r /bin/true; read -r h <$r/etc/hostname || true; "
+			 "umount $r/tmp $r/dev $r/sys $r/proc; umount $r",
+			 img->root_fstype, img->root_device);
+		xs = (FlExecSpec){.shell = script, .timeout_ms = 60000};
+	}
 	FlExecResult xr;
 	int r = ea_exec(e, sb, &xs, NULL, NULL, &xr, err);
 	if (r >= 0 && xr.exit_code != 0)
-		r = fl_error_set(err, -EIO, "standby warm-up failed (exit %d)", xr.exit_code);
+		r = fl_error_set(err, -EIO, "warming a pool VM up failed (exit %d)", xr.exit_code);
 	return r;
 }
 
@@ -1911,7 +1905,7 @@ struct json_object *fl_engine_status(FlEngine *e)
 			counts[e->sbs[i]->state]++;
 		else if (e->sbs[i]->state != SB_RUNNING)
 			continue; /* still warming up */
-		else if (!strncmp(e->sbs[i]->pool_key, "standby:", 8))
+		else if (!strncmp(e->sbs[i]->pool_key, STANDBY_KEY, strlen(STANDBY_KEY)))
 			standbys++;
 		else
 			pooled++;
